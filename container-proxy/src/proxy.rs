@@ -1,0 +1,370 @@
+//! The proxy's state and its three operations — init, health and invoke — expressed as plain
+//! [`Answer`]s (status, JSON body, headers) so the HTTP layer in [`crate::server`] only moves bytes.
+//!
+//! An invoke is admitted (or refused with 429), then runs in its own task: the caller gets
+//! `202 {"activationId"}` at once when non-blocking, or when its wait (`x-whisk-deadline`)
+//! expires, and the activation goes on and is reported either way.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use crate::action::ActionSpec;
+use crate::activation::{execute, now_ms};
+use crate::admission::Admission;
+use crate::config::{Config, ExecutorKind};
+use crate::context::{InvokeContext, is_activation_id};
+use crate::executor::http::{HttpError, HttpExecutor};
+use crate::executor::local::{LocalError, LocalExecutor};
+use crate::executor::{Executor, InitError, InitPayload};
+use crate::params::{merge, parse_payload};
+use crate::record::ActivationRecord;
+use crate::report::Reporter;
+
+/// OpenWhisk's answer to a second init.
+pub const INIT_TWICE: &str = "Cannot initialize the action more than once.";
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("invalid action in the environment: {0}")]
+    EnvAction(#[from] crate::action::ActionError),
+}
+
+/// An HTTP answer without framework types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    fn json(status: u16, body: Value) -> Self {
+        Answer {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    /// OpenWhisk's error body `{"error", "code"}`.
+    pub fn error(status: u16, message: impl Into<String>, code: &str) -> Self {
+        Self::json(status, json!({"error": message.into(), "code": code}))
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// The initialised action and everything that lives as long as it.
+struct Ready {
+    action: ActionSpec,
+    admission: Admission,
+    /// Taken by the first activation after init (`initTime`).
+    init_time_ms: Mutex<Option<u64>>,
+    /// Set when an env-baked action failed to initialise: every invoke is that developer error.
+    init_error: Option<String>,
+}
+
+/// The container proxy.
+pub struct Proxy {
+    kind: Option<String>,
+    executor: Arc<dyn Executor>,
+    reporter: Reporter,
+    ready: RwLock<Option<Arc<Ready>>>,
+    init_lock: tokio::sync::Mutex<()>,
+}
+
+fn random_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Proxy {
+    /// Starts the reporter and the executor, and initialises an action found in the environment.
+    pub async fn start(
+        config: &Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Arc<Self>, StartError> {
+        let reporter = Reporter::start(config.controlplane.clone(), config.container_id.clone());
+        let env_action = ActionSpec::from_env(&env, config.kind.as_deref())?;
+        let executor: Arc<dyn Executor> = match config.executor {
+            ExecutorKind::Local => {
+                // A baked action is initialised below; only a stem cell pre-starts its launcher.
+                let stem_kind = if env_action.is_some() {
+                    None
+                } else {
+                    config.kind.as_deref()
+                };
+                Arc::new(
+                    LocalExecutor::start(stem_kind, config.api_host.clone(), reporter.clone())
+                        .await?,
+                )
+            }
+            ExecutorKind::Http => {
+                Arc::new(HttpExecutor::new(&config.runtime_url, reporter.clone())?)
+            }
+        };
+        let proxy = Arc::new(Proxy {
+            kind: config.kind.clone(),
+            executor,
+            reporter,
+            ready: RwLock::new(None),
+            init_lock: tokio::sync::Mutex::new(()),
+        });
+        if let Some(action) = env_action {
+            match proxy.initialise(action.clone(), Map::new()).await {
+                Ok(()) => tracing::info!(action = %action.fqn, "initialised from the environment"),
+                Err(err) => {
+                    tracing::error!(action = %action.fqn, error = %err, "init from the environment failed");
+                    proxy.set_ready(action, None, Some(err.to_string()));
+                }
+            }
+        }
+        Ok(proxy)
+    }
+
+    fn ready(&self) -> Option<Arc<Ready>> {
+        self.ready.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_ready(&self, action: ActionSpec, init_time: Option<u64>, init_error: Option<String>) {
+        let ready = Ready {
+            admission: Admission::new(action.limits.concurrency),
+            action,
+            init_time_ms: Mutex::new(init_time),
+            init_error,
+        };
+        *self.ready.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(ready));
+    }
+
+    async fn initialise(
+        &self,
+        action: ActionSpec,
+        extra_env: Map<String, Value>,
+    ) -> Result<(), InitError> {
+        let mut env = action.init_env();
+        for (k, v) in extra_env {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            env.insert(k, Value::String(v));
+        }
+        env.insert(
+            "__OW_NAMESPACE".into(),
+            Value::String(action.namespace.clone()),
+        );
+        env.insert(
+            "__OW_ACTION_NAME".into(),
+            Value::String(action.action_name()),
+        );
+        env.insert(
+            "__OW_ACTION_VERSION".into(),
+            Value::String(action.version.clone()),
+        );
+        let payload = InitPayload {
+            name: action.action_name(),
+            kind: action.kind.clone(),
+            main: action.main(),
+            code: action.exec.code.clone(),
+            binary: action.exec.binary,
+            env,
+            concurrency: action.limits.concurrency,
+            timeout: Duration::from_millis(action.limits.timeout),
+        };
+        let started = Instant::now();
+        self.executor.init(payload).await?;
+        let init_ms = started.elapsed().as_millis() as u64;
+        self.set_ready(action, Some(init_ms), None);
+        Ok(())
+    }
+
+    /// `POST /_whisk/init` with `{"action": {...}, "env": {...}}`.
+    pub async fn init(&self, body: &[u8]) -> Answer {
+        let parsed: Result<Value, _> = serde_json::from_slice(body);
+        let Ok(Value::Object(mut obj)) = parsed else {
+            return Answer::json(
+                400,
+                json!({"error": "The init body must be a JSON object."}),
+            );
+        };
+        let action = match obj.remove("action").map(ActionSpec::from_json) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => return Answer::json(400, json!({"error": e.to_string()})),
+            None => return Answer::json(400, json!({"error": "Missing 'action'."})),
+        };
+        let env = match obj.remove("env") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let _guard = self.init_lock.lock().await;
+        if self.ready().is_some() {
+            return Answer::json(403, json!({"error": INIT_TWICE}));
+        }
+        match self.initialise(action, env).await {
+            Ok(()) => Answer::json(200, json!({"ok": true})),
+            Err(InitError::Developer(msg)) => Answer::json(502, json!({"error": msg})),
+            Err(InitError::Internal(msg)) => {
+                self.reporter.unusable(format!("init failed: {msg}"));
+                Answer::json(500, json!({"error": msg}))
+            }
+        }
+    }
+
+    /// `GET /_whisk/health`.
+    pub fn health(&self) -> Value {
+        match self.ready() {
+            Some(r) => json!({
+                "ready": r.init_error.is_none(),
+                "initialized": r.init_error.is_none(),
+                "in_flight": r.admission.in_flight(),
+                "queued": r.admission.queued(),
+                "capacity": r.admission.capacity(),
+                "kind": r.action.kind,
+                "action": r.action.fqn,
+            }),
+            None => json!({
+                "ready": true,
+                "initialized": false,
+                "in_flight": 0,
+                "queued": 0,
+                "capacity": 0,
+                "kind": self.kind,
+                "action": Value::Null,
+            }),
+        }
+    }
+
+    /// Reports dropped because the report buffer was full.
+    pub fn dropped_reports(&self) -> u64 {
+        self.reporter.dropped()
+    }
+
+    /// An invoke: `get` looks up request headers (lower-case names), `body` is the payload.
+    pub async fn invoke<'a>(
+        self: &Arc<Self>,
+        get: impl Fn(&str) -> Option<&'a str>,
+        body: &[u8],
+    ) -> Answer {
+        let id_header = get("x-whisk-activation-id")
+            .map(str::trim)
+            .filter(|id| is_activation_id(id))
+            .map(str::to_string);
+        let answer = self.invoke_inner(&get, body).await;
+        match id_header {
+            Some(id) => answer.with_header("x-openwhisk-activation-id", id),
+            None => answer,
+        }
+    }
+
+    async fn invoke_inner<'a>(
+        self: &Arc<Self>,
+        get: &impl Fn(&str) -> Option<&'a str>,
+        body: &[u8],
+    ) -> Answer {
+        let ctx = match InvokeContext::parse(get) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                let code = get("x-whisk-transaction-id")
+                    .map(str::to_string)
+                    .unwrap_or_else(random_id);
+                return Answer::error(400, e.to_string(), &code);
+            }
+        };
+        let tid = ctx.transaction_id.clone();
+        let payload = match parse_payload(body) {
+            Ok(p) => p,
+            Err(e) => return Answer::error(400, e.to_string(), &tid),
+        };
+        let Some(ready) = self.ready() else {
+            return Answer::error(503, "System not initialized.", &tid);
+        };
+        if ctx.action != ready.action.fqn {
+            tracing::warn!(routed = %ctx.action, serving = %ready.action.fqn, "invoke routed for another action");
+        }
+        let value = match merge(
+            &ready.action.parameters,
+            ready.action.annotation_truthy("final"),
+            payload,
+        ) {
+            Ok(v) => v,
+            Err(e) => return Answer::error(400, e.to_string(), &tid),
+        };
+        let ticket = match ready.admission.try_admit() {
+            Ok(t) => t,
+            Err(rejected) => {
+                let adm = &ready.admission;
+                let msg = format!(
+                    "Too many concurrent requests in flight (count: {}, allowed: {}).",
+                    adm.in_flight() + adm.queued(),
+                    adm.limit()
+                );
+                return Answer::error(429, msg, &tid)
+                    .with_header("retry-after", rejected.retry_after_secs.to_string());
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<ActivationRecord>();
+        let proxy = self.clone();
+        let task_ready = ready.clone();
+        let task_ctx = ctx.clone();
+        tokio::spawn(async move {
+            let permit = ticket.wait().await;
+            let started = Instant::now();
+            let init_time = task_ready
+                .init_time_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let record = execute(
+                &task_ready.action,
+                proxy.executor.as_ref(),
+                task_ready.init_error.as_deref(),
+                init_time,
+                &task_ctx,
+                value,
+            )
+            .await;
+            permit.finish(started.elapsed());
+            proxy
+                .reporter
+                .activation(record.activation_id(), record.stored().to_string());
+            let _ = tx.send(record);
+        });
+        let accepted = || Answer::json(202, json!({"activationId": ctx.activation_id}));
+        if !ctx.blocking {
+            return accepted();
+        }
+        let wait = Duration::from_millis(ctx.deadline_ms.saturating_sub(now_ms()));
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(record)) => answer_for(&record, ctx.result_only),
+            Ok(Err(_)) => Answer::error(500, "The activation was lost.", &tid),
+            Err(_) => accepted(),
+        }
+    }
+
+    /// Stops the executor's processes.
+    pub async fn shutdown(&self) {
+        self.executor.shutdown().await;
+    }
+}
+
+/// The answer to a blocking invoke whose activation finished.
+fn answer_for(record: &ActivationRecord, result_only: bool) -> Answer {
+    let status = record.http_status();
+    let result = record.result();
+    let body = if result_only || result.is_array() {
+        result
+    } else {
+        record.api()
+    };
+    Answer::json(status, body)
+}

@@ -1,0 +1,119 @@
+//! The HTTP front of the proxy (axum): routes `/_whisk/init`, `/_whisk/health` and every other
+//! `POST` (an invoke) to [`Proxy`], and writes its [`Answer`]s with `content-type:
+//! application/json`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::proxy::{Answer, Proxy};
+
+/// Largest request body read (init carries code up to OpenWhisk's 48 MB exec limit).
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+fn respond(answer: Answer) -> Response {
+    let body = serde_json::to_vec(&answer.body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in answer.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    resp
+}
+
+async fn read_body(req: Request) -> Result<(axum::http::request::Parts, Vec<u8>), Response> {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => Ok((parts, b.to_vec())),
+        Err(_) => Err(respond(Answer {
+            status: 413,
+            body: json!({"error": format!("Request larger than allowed: more than {MAX_BODY} bytes.")}),
+            headers: Vec::new(),
+        })),
+    }
+}
+
+async fn health(State(proxy): State<Arc<Proxy>>) -> Response {
+    respond(Answer {
+        status: 200,
+        body: proxy.health(),
+        headers: Vec::new(),
+    })
+}
+
+async fn init(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
+    match read_body(req).await {
+        Ok((_, body)) => respond(proxy.init(&body).await),
+        Err(resp) => resp,
+    }
+}
+
+async fn other(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
+    if req.uri().path().starts_with("/_whisk/") {
+        return respond(Answer {
+            status: 404,
+            body: json!({"error": "The requested resource does not exist."}),
+            headers: Vec::new(),
+        });
+    }
+    if req.method() != Method::POST {
+        return respond(Answer {
+            status: 405,
+            body: json!({"error": "HTTP method not allowed, supported methods: POST"}),
+            headers: Vec::new(),
+        });
+    }
+    let (parts, body) = match read_body(req).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let headers = &parts.headers;
+    let answer = proxy
+        .invoke(
+            |name| headers.get(name).and_then(|v| v.to_str().ok()),
+            &body,
+        )
+        .await;
+    respond(answer)
+}
+
+/// The proxy's routes.
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    Router::new()
+        .route("/_whisk/health", get(health))
+        .route("/_whisk/init", post(init))
+        .fallback(other)
+        .with_state(proxy)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(proxy).into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        respond(self)
+    }
+}

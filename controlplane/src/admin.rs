@@ -1,0 +1,207 @@
+//! Identities and namespace limits (`wskadmin user ...`, `wskadmin limits ...`) as HTTP endpoints
+//! under `/_whisk/admin/...` on the control plane's HTTP port. Envoy never routes `/_whisk/*`,
+//! so only someone on the control plane's host reaches them.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{ApiError, AppState, check_namespace, from_value, ok, parse_object};
+use crate::model::{IdentityDoc, NamespaceDoc, NamespaceLimits};
+use crate::plane::Plane;
+
+#[derive(Debug, Deserialize)]
+struct CreateUser {
+    namespace: String,
+    subject: Option<String>,
+    uuid: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SetLimits {
+    #[serde(rename = "invocationsPerMinute")]
+    invocations_per_minute: Option<u32>,
+    #[serde(rename = "concurrentInvocations")]
+    concurrent_invocations: Option<u32>,
+    #[serde(rename = "maxPayloadSize")]
+    max_payload_bytes: Option<u64>,
+}
+
+/// The admin router.
+pub fn router(plane: AppState) -> Router {
+    Router::new()
+        .route("/_whisk/admin/users", post(create_user))
+        .route(
+            "/_whisk/admin/users/{uuid}",
+            get(get_user).delete(delete_user),
+        )
+        .route("/_whisk/admin/namespaces/{ns}/users", get(list_users))
+        .route(
+            "/_whisk/admin/namespaces/{ns}/limits",
+            get(get_limits).put(set_limits).delete(delete_limits),
+        )
+        .with_state(plane)
+}
+
+fn random_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..64)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn random_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn ensure_namespace(plane: &Plane, ns: &str) -> Result<NamespaceDoc, ApiError> {
+    if let Some(doc) = plane.store.get_namespace(ns)? {
+        return Ok(doc);
+    }
+    let doc = NamespaceDoc {
+        name: ns.to_string(),
+        limits: Default::default(),
+    };
+    plane.store.put_namespace(&doc)?;
+    plane.namespace_written(&doc);
+    Ok(doc)
+}
+
+fn identity_json(id: &IdentityDoc) -> serde_json::Value {
+    json!({ "uuid": id.uuid, "key": id.key, "namespace": id.namespace, "subject": id.subject })
+}
+
+async fn create_user(State(plane): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreateUser = from_value(parse_object(&body)?)?;
+    if req.namespace == "_" {
+        return Err(ApiError::bad_request(crate::api::errors::NAMESPACE_ILLEGAL));
+    }
+    check_namespace(&req.namespace)?;
+    let uuid = req.uuid.unwrap_or_else(random_uuid);
+    let key = req.key.unwrap_or_else(random_key);
+    if uuid.is_empty() || !uuid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ApiError::bad_request(
+            "uuid must be alphanumeric with dashes",
+        ));
+    }
+    if key.len() < 8 || key.contains(':') {
+        return Err(ApiError::bad_request(
+            "key must be at least 8 characters and contain no ':'",
+        ));
+    }
+    if plane.store.get_identity(&uuid)?.is_some() {
+        return Err(ApiError::conflict(format!(
+            "an identity with uuid {uuid} already exists"
+        )));
+    }
+    ensure_namespace(&plane, &req.namespace)?;
+    let id = IdentityDoc {
+        subject: req.subject.unwrap_or_else(|| req.namespace.clone()),
+        namespace: req.namespace,
+        uuid,
+        key,
+    };
+    plane.store.put_identity(&id)?;
+    plane.identity_written(&id);
+    Ok(ok(identity_json(&id)))
+}
+
+async fn get_user(
+    State(plane): State<AppState>,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = plane
+        .store
+        .get_identity(&uuid)?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ok(identity_json(&id)))
+}
+
+async fn delete_user(
+    State(plane): State<AppState>,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = plane
+        .store
+        .delete_identity(&uuid)?
+        .ok_or_else(ApiError::not_found)?;
+    plane.identity_deleted(&uuid);
+    Ok(ok(identity_json(&id)))
+}
+
+async fn list_users(
+    State(plane): State<AppState>,
+    Path(ns): Path<String>,
+) -> Result<Response, ApiError> {
+    let ids: Vec<_> = plane
+        .store
+        .list_identities()?
+        .iter()
+        .filter(|i| i.namespace == ns)
+        .map(identity_json)
+        .collect();
+    Ok(ok(serde_json::Value::Array(ids)))
+}
+
+async fn get_limits(
+    State(plane): State<AppState>,
+    Path(ns): Path<String>,
+) -> Result<Response, ApiError> {
+    let doc = plane
+        .store
+        .get_namespace(&ns)?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ok(json!(doc.limits)))
+}
+
+async fn set_limits(
+    State(plane): State<AppState>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_namespace(&ns)?;
+    let req: SetLimits = from_value(parse_object(&body)?)?;
+    let mut doc = ensure_namespace(&plane, &ns)?;
+    if req.invocations_per_minute.is_some() {
+        doc.limits.invocations_per_minute = req.invocations_per_minute;
+    }
+    if req.concurrent_invocations.is_some() {
+        doc.limits.concurrent_invocations = req.concurrent_invocations;
+    }
+    if req.max_payload_bytes.is_some() {
+        doc.limits.max_payload_bytes = req.max_payload_bytes;
+    }
+    plane.store.put_namespace(&doc)?;
+    plane.namespace_written(&doc);
+    Ok(ok(json!(doc.limits)))
+}
+
+async fn delete_limits(
+    State(plane): State<AppState>,
+    Path(ns): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut doc = plane
+        .store
+        .get_namespace(&ns)?
+        .ok_or_else(ApiError::not_found)?;
+    doc.limits = NamespaceLimits::default();
+    plane.store.put_namespace(&doc)?;
+    plane.namespace_written(&doc);
+    Ok(ok(json!(doc.limits)))
+}

@@ -1,0 +1,314 @@
+//! The management API (`/api/v1/...`), OpenWhisk-compatible, as an axum router over [`Plane`].
+//! Callers are identified only by the `x-whisk-auth-*` headers Envoy's ext_authz sets
+//! (Contract 4). Every answer echoes `X-Request-ID`; errors carry it as `code`.
+
+pub mod actions;
+pub mod activations;
+pub mod errors;
+pub mod namespaces;
+pub mod packages;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::model::{ActionDoc, PackageDoc};
+use crate::names;
+use crate::plane::Plane;
+pub use errors::ApiError;
+
+/// Shared state of the handlers.
+pub type AppState = Arc<Plane>;
+
+/// The authenticated caller, from the ext_authz headers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub namespace: String,
+    pub uuid: String,
+    pub subject: String,
+}
+
+impl Caller {
+    /// `_` means the caller's namespace.
+    pub fn resolve(&self, ns: &str) -> String {
+        if ns == "_" {
+            self.namespace.clone()
+        } else {
+            ns.to_string()
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let h = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        match (
+            h("x-whisk-auth-namespace"),
+            h("x-whisk-auth-uuid"),
+            h("x-whisk-auth-subject"),
+        ) {
+            (Some(namespace), Some(uuid), Some(subject)) => Ok(Caller {
+                namespace,
+                uuid,
+                subject,
+            }),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// The transaction id of a request.
+#[derive(Debug, Clone)]
+pub struct TransactionId(pub String);
+
+/// Reads (or makes up) the transaction id, echoes it, and renders error bodies with it.
+async fn transaction(mut req: Request, next: Next) -> Response {
+    let tid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    req.extensions_mut().insert(TransactionId(tid.clone()));
+    let resp = next.run(req).await;
+    let mut resp = match resp.extensions().get::<ApiError>().cloned() {
+        Some(err) => {
+            let mut r = (err.status, axum::Json(json!({ "error": err.message, "code": tid }))).into_response();
+            if err.status == StatusCode::UNAUTHORIZED {
+                r.headers_mut()
+                    .insert("www-authenticate", HeaderValue::from_static("Basic realm=\"OpenWhisk secure realm\""));
+            }
+            r
+        }
+        None if resp.status() == StatusCode::METHOD_NOT_ALLOWED => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            axum::Json(json!({ "error": "The request method is not supported for the requested resource.", "code": tid })),
+        )
+            .into_response(),
+        None => resp,
+    };
+    if let Ok(v) = HeaderValue::from_str(&tid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found()
+}
+
+/// The management API router (`/api/v1/...`).
+pub fn router(plane: AppState) -> Router {
+    Router::new()
+        .route("/api/v1", get(namespaces::info))
+        .route("/api/v1/", get(namespaces::info))
+        .route("/api/v1/namespaces", get(namespaces::list))
+        .route("/api/v1/namespaces/{ns}/limits", get(namespaces::limits))
+        .route("/api/v1/namespaces/{ns}/actions", get(actions::list_root))
+        .route(
+            "/api/v1/namespaces/{ns}/actions/{*path}",
+            get(actions::get_any)
+                .put(actions::put)
+                .delete(actions::delete),
+        )
+        .route("/api/v1/namespaces/{ns}/packages", get(packages::list))
+        .route(
+            "/api/v1/namespaces/{ns}/packages/{name}",
+            get(packages::get)
+                .put(packages::put)
+                .delete(packages::delete),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/activations",
+            get(activations::list),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/activations/{id}",
+            get(activations::get),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/activations/{id}/{part}",
+            get(activations::get_part),
+        )
+        .fallback(fallback)
+        .with_state(plane)
+}
+
+/// Wrap a router (the API plus admin) in the transaction middleware.
+pub fn with_transactions(router: Router) -> Router {
+    router.layer(middleware::from_fn(transaction))
+}
+
+// ---- helpers shared by the handlers ------------------------------------------------------
+
+/// The body as a JSON object (empty body = `{}`); anything else is a 400.
+pub fn parse_object(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(ApiError::malformed)?;
+    if !v.is_object() {
+        return Err(ApiError::malformed("expected a JSON object"));
+    }
+    Ok(v)
+}
+
+/// Deserialize a JSON object into `T`, with 400 on shape errors.
+pub fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(ApiError::malformed)
+}
+
+pub type QueryMap = HashMap<String, String>;
+
+/// A boolean query parameter (`true`/`false`/absent).
+pub fn query_bool(q: &QueryMap, key: &str) -> bool {
+    q.get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// `skip` and `limit` of a collection listing, with OpenWhisk's checks and texts.
+pub fn skip_limit(q: &QueryMap, collection: &str) -> Result<(usize, usize), ApiError> {
+    const MAX: i64 = 200;
+    const DEFAULT: i64 = 30;
+    let int = |key: &str, default: i64| -> Result<i64, ApiError> {
+        match q.get(key) {
+            None => Ok(default),
+            Some(v) => v.trim().parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "The value '{v}' is not an integer for {collection}."
+                ))
+            }),
+        }
+    };
+    let skip = int("skip", 0)?;
+    if skip < 0 {
+        return Err(ApiError::bad_request(format!(
+            "The value '{skip}' is not greater than or equal to 0 for {collection}."
+        )));
+    }
+    let limit = int("limit", DEFAULT)?;
+    if !(0..=MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "The value '{limit}' is not in the range of 0 to {MAX} for {collection}."
+        )));
+    }
+    let limit = if limit == 0 { MAX } else { limit };
+    Ok((skip as usize, limit as usize))
+}
+
+/// 400 unless `ns` is a valid namespace (or `_`).
+pub fn check_namespace(ns: &str) -> Result<(), ApiError> {
+    if ns == "_" || names::is_valid_namespace(ns) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(errors::NAMESPACE_ILLEGAL))
+    }
+}
+
+/// 400 unless `name` is a valid entity name.
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    if names::is_valid_entity_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(errors::ENTITY_NAME_ILLEGAL))
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A package as a caller may read it: owned, or published.
+pub fn readable_package(
+    plane: &Plane,
+    caller: &Caller,
+    ns: &str,
+    name: &str,
+) -> Result<PackageDoc, ApiError> {
+    let pkg = plane.store.get_package(&format!("{ns}/{name}"))?;
+    match pkg {
+        Some(p) if ns == caller.namespace || p.publish => Ok(p),
+        Some(_) => Err(ApiError::forbidden(&format!("{ns}/{name}"))),
+        None if ns != caller.namespace => Err(ApiError::forbidden(&format!("{ns}/{name}"))),
+        None => Err(ApiError::not_found()),
+    }
+}
+
+/// Follow a package binding to the package it refers to (one level: bindings do not nest).
+pub fn resolve_binding(
+    plane: &Plane,
+    caller: &Caller,
+    pkg: PackageDoc,
+) -> Result<(PackageDoc, Option<PackageDoc>), ApiError> {
+    match &pkg.binding {
+        None => Ok((pkg, None)),
+        Some(b) => {
+            let target = plane
+                .store
+                .get_package(&format!("{}/{}", b.namespace, b.name))?;
+            match target {
+                Some(t)
+                    if t.namespace == caller.namespace
+                        || t.publish
+                        || t.namespace == pkg.namespace =>
+                {
+                    Ok((t, Some(pkg)))
+                }
+                Some(t) => Err(ApiError::forbidden(&t.fqn())),
+                None => Err(ApiError::not_found()),
+            }
+        }
+    }
+}
+
+/// Find the action `ns/[pkg/]name` as `caller` may read it, following a package binding.
+/// Returns the action and the binding it was reached through, if any.
+pub fn readable_action(
+    plane: &Plane,
+    caller: &Caller,
+    ns: &str,
+    pkg: Option<&str>,
+    name: &str,
+) -> Result<(ActionDoc, Option<PackageDoc>), ApiError> {
+    let Some(pkg) = pkg else {
+        if ns != caller.namespace {
+            return Err(ApiError::forbidden(&format!("{ns}/{name}")));
+        }
+        return plane
+            .store
+            .get_action(&format!("{ns}/{name}"))?
+            .map(|a| (a, None))
+            .ok_or_else(ApiError::not_found);
+    };
+    let package = readable_package(plane, caller, ns, pkg)?;
+    let (target, binding) = resolve_binding(plane, caller, package)?;
+    let action = plane
+        .store
+        .get_action(&format!("{}/{}/{name}", target.namespace, target.name))?
+        .ok_or_else(ApiError::not_found)?;
+    Ok((action, binding))
+}
+
+/// Response helper: 200 with a JSON body.
+pub fn ok(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}

@@ -1,0 +1,59 @@
+//! `GET /api/v1` (unauthenticated info), `GET /api/v1/namespaces` and the effective limits of the
+//! caller's namespace.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde_json::json;
+
+use super::{ApiError, AppState, Caller, check_namespace, ok};
+
+/// `GET /api/v1`.
+pub async fn info() -> Response {
+    ok(json!({
+        "description": "OpenWhisk API",
+        "api_version": "1.0.0",
+        "api_version_path": "v1",
+        "build": env!("CARGO_PKG_VERSION"),
+        "buildno": env!("CARGO_PKG_VERSION"),
+        "swagger_paths": { "ui": "/docs", "api-docs": "/api/v1/api-docs" },
+    }))
+}
+
+/// `GET /api/v1/namespaces`: the caller's namespace.
+pub async fn list(caller: Caller) -> Response {
+    ok(json!([caller.namespace]))
+}
+
+/// `GET /api/v1/namespaces/{ns}/limits`: effective values (system defaults filled in).
+pub async fn limits(
+    State(plane): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+) -> Result<Response, ApiError> {
+    check_namespace(&ns)?;
+    let ns = caller.resolve(&ns);
+    if ns != caller.namespace {
+        return Err(ApiError::forbidden(&ns));
+    }
+    let limits = plane
+        .store
+        .get_namespace(&ns)?
+        .map(|d| d.limits)
+        .unwrap_or_default();
+    let max_conc = plane.config.max_action_concurrency.max(1);
+    Ok(ok(json!({
+        "invocationsPerMinute": limits.invocations_per_minute.unwrap_or(60),
+        "concurrentInvocations": limits.concurrent_invocations.unwrap_or(30),
+        "firesPerMinute": 60,
+        "maxPayloadSize": limits.max_payload_bytes.unwrap_or(1_048_576),
+        "minActionMemory": 128,
+        "maxActionMemory": 512,
+        "minActionLogs": 0,
+        "maxActionLogs": 10,
+        "minActionTimeout": 100,
+        "maxActionTimeout": 300_000,
+        "minActionConcurrency": 1,
+        "maxActionConcurrency": max_conc,
+        "maxParameterSize": 1_048_576,
+    })))
+}

@@ -1,0 +1,225 @@
+//! `/api/v1/namespaces/{ns}/packages[/{name}]`: packages and package bindings.
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    ApiError, AppState, Caller, QueryMap, check_name, check_namespace, from_value, ok,
+    parse_object, query_bool, readable_package, resolve_binding, skip_limit,
+};
+use crate::model::{ActionDoc, BindingRef, KeyValue, PackageDoc, bump_patch, kv_set};
+
+#[derive(Debug, Deserialize)]
+struct BindingPut {
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PackagePut {
+    parameters: Option<Vec<KeyValue>>,
+    annotations: Option<Vec<KeyValue>>,
+    publish: Option<bool>,
+    binding: Option<BindingPut>,
+    version: Option<String>,
+}
+
+fn query(q: Result<Query<QueryMap>, QueryRejection>) -> Result<QueryMap, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// `GET .../packages`: the owner sees all, others only published packages.
+pub async fn list(
+    State(plane): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    q: Result<Query<QueryMap>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    check_namespace(&ns)?;
+    let ns = caller.resolve(&ns);
+    let q = query(q)?;
+    let (skip, limit) = skip_limit(&q, "packages")?;
+    let mut pkgs: Vec<PackageDoc> = plane
+        .store
+        .list_packages(Some(&ns))?
+        .into_iter()
+        .filter(|p| ns == caller.namespace || p.publish)
+        .collect();
+    if query_bool(&q, "count") {
+        return Ok(ok(json!({ "packages": pkgs.len() })));
+    }
+    pkgs.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.name.cmp(&b.name)));
+    Ok(ok(Value::Array(
+        pkgs.iter()
+            .skip(skip)
+            .take(limit)
+            .map(PackageDoc::to_summary_json)
+            .collect(),
+    )))
+}
+
+/// `GET .../packages/{name}`: a binding shows its target's actions and merged parameters.
+pub async fn get(
+    State(plane): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_namespace(&ns)?;
+    check_name(&name)?;
+    let ns = caller.resolve(&ns);
+    let pkg = readable_package(&plane, &caller, &ns, &name)?;
+    let (target, binding) = resolve_binding(&plane, &caller, pkg.clone())?;
+    let mut params = target.parameters.clone();
+    if binding.is_some() {
+        for kv in &pkg.parameters {
+            kv_set(&mut params, &kv.key, kv.value.clone());
+        }
+    }
+    let mut actions: Vec<ActionDoc> = plane
+        .store
+        .list_actions(Some(&target.namespace))?
+        .into_iter()
+        .filter(|a| a.package.as_deref() == Some(target.name.as_str()))
+        .collect();
+    actions.sort_by(|a, b| a.name.cmp(&b.name));
+    let actions = actions
+        .iter()
+        .map(|a| json!({ "name": a.name, "version": a.version, "annotations": a.annotations }))
+        .collect();
+    Ok(ok(pkg.to_json(&params, actions)))
+}
+
+/// `PUT .../packages/{name}[?overwrite=true]`.
+pub async fn put(
+    State(plane): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    q: Result<Query<QueryMap>, QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_namespace(&ns)?;
+    check_name(&name)?;
+    let ns = caller.resolve(&ns);
+    let fqn = format!("{ns}/{name}");
+    if ns != caller.namespace {
+        return Err(ApiError::forbidden(&fqn));
+    }
+    if name == "default" {
+        return Err(ApiError::bad_request("Package name 'default' is reserved."));
+    }
+    let q = query(q)?;
+    let content: PackagePut = from_value(parse_object(&body)?)?;
+    // `"binding": {}` means no binding.
+    let binding = match content.binding {
+        Some(BindingPut {
+            namespace: Some(bns),
+            name: Some(bname),
+        }) => {
+            check_namespace(&bns)?;
+            check_name(&bname)?;
+            let bns = caller.resolve(&bns);
+            let target = plane
+                .store
+                .get_package(&format!("{bns}/{bname}"))?
+                .ok_or_else(|| {
+                    ApiError::bad_request("Binding references a package that does not exist.")
+                })?;
+            if target.binding.is_some() {
+                return Err(ApiError::bad_request(
+                    "Cannot bind to another package binding.",
+                ));
+            }
+            if bns != caller.namespace && !target.publish {
+                return Err(ApiError::forbidden(&target.fqn()));
+            }
+            Some(BindingRef {
+                namespace: bns,
+                name: bname,
+            })
+        }
+        Some(BindingPut {
+            namespace: None,
+            name: None,
+        })
+        | None => None,
+        Some(_) => return Err(ApiError::malformed("binding needs both namespace and name")),
+    };
+    let overwrite = query_bool(&q, "overwrite");
+    let doc = match plane.store.get_package(&fqn)? {
+        Some(_) if !overwrite => return Err(ApiError::conflict(super::errors::EXISTS)),
+        Some(old) => {
+            if old.binding.is_none() && binding.is_some() {
+                return Err(ApiError::bad_request(
+                    "Resource is a package and cannot be converted into a binding.",
+                ));
+            }
+            PackageDoc {
+                namespace: ns.clone(),
+                name: name.clone(),
+                version: bump_patch(&old.version),
+                revision: plane.store.next_revision()?,
+                publish: content.publish.unwrap_or(old.publish),
+                parameters: content.parameters.unwrap_or(old.parameters.clone()),
+                annotations: content.annotations.unwrap_or(old.annotations.clone()),
+                binding: binding.or(old.binding.clone()),
+                updated: super::now_ms(),
+            }
+        }
+        None => PackageDoc {
+            namespace: ns.clone(),
+            name: name.clone(),
+            version: content.version.unwrap_or_else(|| "0.0.1".to_string()),
+            revision: plane.store.next_revision()?,
+            publish: content.publish.unwrap_or(false),
+            parameters: content.parameters.unwrap_or_default(),
+            annotations: content.annotations.unwrap_or_default(),
+            binding,
+            updated: super::now_ms(),
+        },
+    };
+    plane.store.put_package(&doc)?;
+    plane.package_written(&doc)?;
+    let params = doc.parameters.clone();
+    Ok(ok(doc.to_json(&params, Vec::new())))
+}
+
+/// `DELETE .../packages/{name}`: refused while the package still holds actions.
+pub async fn delete(
+    State(plane): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_namespace(&ns)?;
+    check_name(&name)?;
+    let ns = caller.resolve(&ns);
+    let fqn = format!("{ns}/{name}");
+    if ns != caller.namespace {
+        return Err(ApiError::forbidden(&fqn));
+    }
+    let pkg = plane
+        .store
+        .get_package(&fqn)?
+        .ok_or_else(ApiError::not_found)?;
+    if pkg.binding.is_none() {
+        let n = plane
+            .store
+            .list_actions(Some(&ns))?
+            .iter()
+            .filter(|a| a.package.as_deref() == Some(&name))
+            .count();
+        if n > 0 {
+            let what = if n == 1 { "entity" } else { "entities" };
+            return Err(ApiError::conflict(format!(
+                "Package not empty (contains {n} {what})"
+            )));
+        }
+    }
+    plane.store.delete_package(&fqn)?;
+    let params = pkg.parameters.clone();
+    Ok(ok(pkg.to_json(&params, Vec::new())))
+}

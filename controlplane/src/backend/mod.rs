@@ -1,0 +1,133 @@
+//! Execution backends: where containers (units) run. Shaped for Kubernetes as well as local
+//! processes: a unit is created asynchronously and its address is known only once it is up; a
+//! unit that dies on its own is reported through an event stream; initialisation is one HTTP call
+//! to the unit's container proxy (Contract 3), overridable for tests.
+
+pub mod local;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+pub use self::local::LocalBackend;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct UnitSpec {
+    pub container_id: String,
+    pub kind: String,
+    pub memory_mb: u32,
+    /// `http://host:port` of the control plane's gRPC server, for the proxy's reports.
+    pub controlplane_url: String,
+    pub env: Vec<(String, String)>,
+}
+
+/// A started unit.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub container_id: String,
+    /// `ip:port` of its container proxy.
+    pub address: String,
+}
+
+/// Something that happened to a unit without the control plane asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendEvent {
+    Exited {
+        container_id: String,
+        reason: String,
+    },
+}
+
+/// A unit could not be started.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// `POST /_whisk/init` failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InitError {
+    /// The action's code did not initialise (developer error); OpenWhisk's text.
+    #[error("{0}")]
+    Developer(String),
+    /// The proxy could not be reached or answered unexpectedly.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An execution backend.
+pub trait Backend: Send + Sync + 'static {
+    /// Start a unit (a container proxy, as a stem cell: no action yet).
+    fn start(&self, spec: UnitSpec) -> BoxFuture<'_, Result<Unit, StartError>>;
+
+    /// Initialise a started unit with an action (`{"action":…, "env":…}`).
+    fn init(
+        &self,
+        address: String,
+        payload: Value,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), InitError>> {
+        Box::pin(http_init(address, payload, timeout))
+    }
+
+    /// Stop a unit; no-op if unknown.
+    fn stop(&self, container_id: String) -> BoxFuture<'_, ()>;
+
+    /// The stream of unsolicited events; `Some` only on the first call.
+    fn take_events(&self) -> Option<mpsc::UnboundedReceiver<BackendEvent>>;
+
+    /// Stop every unit and wait for them to be gone.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+
+    /// Synchronous last resort (used on drop): kill everything now without waiting.
+    fn kill_all_now(&self) {}
+}
+
+fn http_client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// Contract 3's `POST /_whisk/init`.
+pub async fn http_init(
+    address: String,
+    payload: Value,
+    timeout: Duration,
+) -> Result<(), InitError> {
+    let url = format!("http://{address}/_whisk/init");
+    let resp = http_client()
+        .post(&url)
+        .json(&payload)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| InitError::Failed(format!("init request to {address} failed: {e}")))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let text = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("error").map(|e| {
+                e.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string())
+            })
+        })
+        .unwrap_or(body);
+    if status.as_u16() == 502 {
+        Err(InitError::Developer(text))
+    } else {
+        Err(InitError::Failed(format!("init answered {status}: {text}")))
+    }
+}

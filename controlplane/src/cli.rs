@@ -1,0 +1,253 @@
+//! Command-line surfaces of the library: the arguments of `whisk controlplane` (turned into a
+//! [`Config`]) and the `whisk admin` client, which talks to `/_whisk/admin/...` over HTTP. Kept
+//! here so `main.rs` stays a thin dispatcher.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::{Config, parse_prewarm};
+
+/// Errors of the command-line surfaces.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("cannot reach the control plane: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// `whisk controlplane`.
+#[derive(Debug, Clone, Args)]
+pub struct ControlPlaneArgs {
+    /// Data directory (store and container logs).
+    #[arg(long, env = "WHISK_DATA_DIR", default_value = ".whisk")]
+    pub data_dir: PathBuf,
+    /// gRPC listen address (routers, container proxies).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address (management API, /_whisk/admin).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http_listen: SocketAddr,
+    /// Container proxy binary (default: whisk-container-proxy next to this executable).
+    #[arg(long)]
+    pub proxy_bin: Option<PathBuf>,
+    /// __OW_API_HOST given to actions.
+    #[arg(long, default_value = "http://127.0.0.1:3233")]
+    pub api_host: String,
+    /// Stem cells per kind, e.g. nodejs:20=1,python:3=0.
+    #[arg(long, default_value = "nodejs:20=1")]
+    pub prewarm: String,
+    /// Seconds without activity before a container is marked for removal.
+    #[arg(long, default_value_t = 600)]
+    pub keep_alive_secs: u64,
+    /// Seconds a marked container is kept before it is swept.
+    #[arg(long, default_value_t = 30)]
+    pub sweep_grace_secs: u64,
+    /// Seconds between garbage-collector passes (0 = off).
+    #[arg(long, default_value_t = 5)]
+    pub gc_interval_secs: u64,
+    /// Maximum number of containers.
+    #[arg(long, default_value_t = 64)]
+    pub max_containers: usize,
+    /// Maximum memory of all containers, in MB.
+    #[arg(long, default_value_t = 16384)]
+    pub max_memory_mb: u64,
+    /// Maximum concurrent container starts.
+    #[arg(long, default_value_t = 8)]
+    pub max_concurrent_starts: usize,
+    /// Activation records kept per namespace.
+    #[arg(long, default_value_t = 10000)]
+    pub activations_per_namespace: usize,
+    /// Highest limits.concurrency an action may set.
+    #[arg(long, default_value_t = 1)]
+    pub max_action_concurrency: u32,
+}
+
+impl ControlPlaneArgs {
+    pub fn into_config(self) -> Result<Config, CliError> {
+        let mut c = Config::new(self.data_dir);
+        c.grpc_listen = self.grpc_listen;
+        c.http_listen = self.http_listen;
+        c.proxy_bin = self.proxy_bin;
+        c.api_host = self.api_host;
+        c.prewarm = parse_prewarm(&self.prewarm).map_err(CliError::Invalid)?;
+        c.keep_alive = Duration::from_secs(self.keep_alive_secs);
+        c.sweep_grace = Duration::from_secs(self.sweep_grace_secs);
+        c.gc_interval = Duration::from_secs(self.gc_interval_secs);
+        c.max_containers = self.max_containers;
+        c.max_memory_mb = self.max_memory_mb;
+        c.max_concurrent_starts = self.max_concurrent_starts;
+        c.activations_per_namespace = self.activations_per_namespace;
+        c.max_action_concurrency = self.max_action_concurrency;
+        Ok(c)
+    }
+}
+
+/// `whisk admin`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// HTTP URL of the control plane, e.g. http://127.0.0.1:3234.
+    #[arg(long, env = "WHISK_CONTROLPLANE")]
+    pub controlplane: String,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Identities (uuid:key) of namespaces.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Per-namespace throttles.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCommand {
+    /// Create an identity for a namespace (created if new); prints uuid:key.
+    Create {
+        namespace: String,
+        #[arg(long)]
+        uuid: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+        /// Subject (default: the namespace).
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Delete an identity.
+    Delete { uuid: String },
+    /// Show an identity as uuid:key.
+    Get { uuid: String },
+    /// List a namespace's identities.
+    List { namespace: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum LimitsCommand {
+    /// Set limits of a namespace (unset flags stay as they are).
+    Set {
+        namespace: String,
+        #[arg(long)]
+        invocations_per_minute: Option<u32>,
+        #[arg(long)]
+        concurrent_invocations: Option<u32>,
+        #[arg(long)]
+        max_payload_bytes: Option<u64>,
+    },
+    /// Show a namespace's limits.
+    Get { namespace: String },
+    /// Back to the system defaults.
+    Delete { namespace: String },
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Result<Value, CliError> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let mut req = client.request(method, &url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if !status.is_success() {
+        let msg = value
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        return Err(CliError::Rejected(format!("{status}: {msg}")));
+    }
+    Ok(value)
+}
+
+fn creds(v: &Value) -> String {
+    format!(
+        "{}:{}",
+        v["uuid"].as_str().unwrap_or_default(),
+        v["key"].as_str().unwrap_or_default()
+    )
+}
+
+/// Run one admin command; returns what to print.
+pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
+    use reqwest::Method;
+    let base = format!("{}/_whisk/admin", args.controlplane.trim_end_matches('/'));
+    match args.command {
+        AdminCommand::User(UserCommand::Create {
+            namespace,
+            uuid,
+            key,
+            subject,
+        }) => {
+            let body =
+                json!({ "namespace": namespace, "uuid": uuid, "key": key, "subject": subject });
+            Ok(creds(
+                &call(Method::POST, format!("{base}/users"), Some(body)).await?,
+            ))
+        }
+        AdminCommand::User(UserCommand::Delete { uuid }) => {
+            call(Method::DELETE, format!("{base}/users/{uuid}"), None).await?;
+            Ok("ok: deleted identity".to_string())
+        }
+        AdminCommand::User(UserCommand::Get { uuid }) => Ok(creds(
+            &call(Method::GET, format!("{base}/users/{uuid}"), None).await?,
+        )),
+        AdminCommand::User(UserCommand::List { namespace }) => {
+            let v = call(
+                Method::GET,
+                format!("{base}/namespaces/{namespace}/users"),
+                None,
+            )
+            .await?;
+            Ok(v.as_array()
+                .map(|a| a.iter().map(creds).collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default())
+        }
+        AdminCommand::Limits(LimitsCommand::Set {
+            namespace,
+            invocations_per_minute,
+            concurrent_invocations,
+            max_payload_bytes,
+        }) => {
+            let body = json!({
+                "invocationsPerMinute": invocations_per_minute,
+                "concurrentInvocations": concurrent_invocations,
+                "maxPayloadSize": max_payload_bytes,
+            });
+            let v = call(
+                Method::PUT,
+                format!("{base}/namespaces/{namespace}/limits"),
+                Some(body),
+            )
+            .await?;
+            Ok(v.to_string())
+        }
+        AdminCommand::Limits(LimitsCommand::Get { namespace }) => Ok(call(
+            Method::GET,
+            format!("{base}/namespaces/{namespace}/limits"),
+            None,
+        )
+        .await?
+        .to_string()),
+        AdminCommand::Limits(LimitsCommand::Delete { namespace }) => Ok(call(
+            Method::DELETE,
+            format!("{base}/namespaces/{namespace}/limits"),
+            None,
+        )
+        .await?
+        .to_string()),
+    }
+}

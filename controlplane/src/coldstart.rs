@@ -1,0 +1,286 @@
+//! Cold starts (`ColdStart`): give a router a ready container for an action revision. A warm stem
+//! cell of the action's kind is initialised when there is one, otherwise a fresh unit is started.
+//! Concurrent requests for the same revision share one start; starts are bounded; each caller's
+//! deadline is honoured without cancelling the start others may still want.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use serde_json::{Value, json};
+use whisk_proto::controlplane::v1 as pb;
+
+use crate::backend::{InitError, UnitSpec};
+use crate::model::{ActionDoc, KeyValue};
+use crate::plane::{Plane, new_container_id};
+use crate::pool::{Assigned, Container, State};
+
+/// A start shared by every concurrent caller for the same action revision.
+pub type Inflight = Shared<BoxFuture<'static, Result<pb::Endpoint, ColdStartError>>>;
+
+/// Why a cold start did not produce an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ColdStartError {
+    #[error("{0}")]
+    UnknownAction(String),
+    #[error("{0}")]
+    StartFailed(String),
+    #[error("{message}")]
+    CapacityExhausted {
+        message: String,
+        retry_after_ms: u32,
+    },
+    #[error("the deadline passed before a container was ready")]
+    DeadlineExceeded,
+    /// The action's code failed to initialise; OpenWhisk's developer-error text.
+    #[error("{0}")]
+    InitFailed(String),
+}
+
+const CAPACITY_RETRY_MS: u32 = 1000;
+
+impl Plane {
+    /// Return a ready endpoint for `fqn` (`ns/[pkg/]name`), or why not. `deadline` bounds this
+    /// caller's wait only.
+    pub async fn cold_start(
+        self: &Arc<Self>,
+        fqn: &str,
+        deadline: Option<Instant>,
+    ) -> Result<pb::Endpoint, ColdStartError> {
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(ColdStartError::DeadlineExceeded);
+        }
+        let action = match self.store.get_action(fqn) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                return Err(ColdStartError::UnknownAction(format!(
+                    "The requested resource '{fqn}' does not exist."
+                )));
+            }
+            Err(e) => return Err(ColdStartError::StartFailed(e.to_string())),
+        };
+        if action.exec.is_sequence() {
+            return Err(ColdStartError::UnknownAction(format!(
+                "'{fqn}' is a sequence: its components are started, not the sequence"
+            )));
+        }
+        let key = format!("{fqn}#{}", action.revision);
+        let shared = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match inflight.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let plane = self.clone();
+                    let task_key = key.clone();
+                    let handle = tokio::spawn(async move {
+                        let result = plane.clone().start_for(action).await;
+                        plane
+                            .inflight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&task_key);
+                        result
+                    });
+                    let fut: BoxFuture<'static, Result<pb::Endpoint, ColdStartError>> =
+                        async move {
+                            handle.await.unwrap_or_else(|e| {
+                                Err(ColdStartError::StartFailed(format!(
+                                    "start task failed: {e}"
+                                )))
+                            })
+                        }
+                        .boxed();
+                    let shared = fut.shared();
+                    inflight.insert(key, shared.clone());
+                    shared
+                }
+            }
+        };
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), shared)
+                .await
+                .unwrap_or(Err(ColdStartError::DeadlineExceeded)),
+            None => shared.await,
+        }
+    }
+
+    /// Reserve room for `c` (evicting idle containers if needed) and register it as starting.
+    fn reserve(&self, c: Container, replacing_mb: u32) -> Result<(), ColdStartError> {
+        let mut evicted = Vec::new();
+        let result = {
+            let mut pool = self.pool();
+            loop {
+                if pool.has_room(c.memory_mb, replacing_mb) {
+                    pool.insert(c);
+                    break Ok(());
+                }
+                match pool.eviction_victim(Instant::now(), self.config.evict_min_idle, &c.kind) {
+                    Some(victim) => {
+                        if let Some(v) = pool.remove(&victim) {
+                            evicted.push(v);
+                        }
+                    }
+                    None => {
+                        break Err(ColdStartError::CapacityExhausted {
+                            message: format!(
+                                "no room for another container ({} containers, {} MB max) and none idle to evict",
+                                pool.max_containers, pool.max_memory_mb
+                            ),
+                            retry_after_ms: CAPACITY_RETRY_MS,
+                        });
+                    }
+                }
+            }
+        };
+        for v in evicted {
+            tracing::info!(container_id = %v.id, "evicting least recently used container to make room");
+            // Re-insert so remove_container pushes the removal and stops the unit.
+            let id = v.id.clone();
+            self.pool().insert(v);
+            self.remove_container(&id, true);
+        }
+        result
+    }
+
+    async fn start_for(self: Arc<Self>, action: ActionDoc) -> Result<pb::Endpoint, ColdStartError> {
+        let _permit = self
+            .start_permits
+            .acquire()
+            .await
+            .map_err(|_| ColdStartError::StartFailed("shutting down".into()))?;
+        let fqn = action.fqn();
+        let assigned = Assigned {
+            fqn: fqn.clone(),
+            revision: action.revision,
+            capacity: action.limits.concurrency.max(1),
+        };
+        let memory = action.limits.memory;
+
+        // A stem cell of this kind, if one is warm.
+        let stem = self.pool().take_stem(&action.exec.kind);
+        let (id, address) = match stem {
+            Some(stem) => {
+                let mut c = stem.clone();
+                c.action = Some(assigned.clone());
+                c.memory_mb = memory;
+                c.state = State::Starting;
+                if let Err(e) = self.reserve(c, stem.memory_mb) {
+                    self.pool().remove(&stem.id);
+                    self.backend.stop(stem.id.clone()).await;
+                    return Err(e);
+                }
+                self.refill_stems();
+                (stem.id.clone(), stem.address.clone().unwrap_or_default())
+            }
+            None => {
+                let id = new_container_id();
+                self.reserve(
+                    Container {
+                        id: id.clone(),
+                        kind: action.exec.kind.clone(),
+                        address: None,
+                        action: Some(assigned.clone()),
+                        memory_mb: memory,
+                        state: State::Starting,
+                        last_activity: Instant::now(),
+                    },
+                    0,
+                )?;
+                let spec = UnitSpec {
+                    container_id: id.clone(),
+                    kind: action.exec.kind.clone(),
+                    memory_mb: memory,
+                    controlplane_url: self.controlplane_url(),
+                    env: Vec::new(),
+                };
+                match self.backend.start(spec).await {
+                    Ok(unit) => {
+                        if let Some(c) = self.pool().get_mut(&id) {
+                            c.address = Some(unit.address.clone());
+                        }
+                        (id, unit.address)
+                    }
+                    Err(e) => {
+                        self.pool().remove(&id);
+                        return Err(ColdStartError::StartFailed(e.to_string()));
+                    }
+                }
+            }
+        };
+
+        let payload = self.init_payload(&action);
+        let timeout = Duration::from_millis(action.limits.timeout as u64) + Duration::from_secs(5);
+        if let Err(e) = self.backend.init(address.clone(), payload, timeout).await {
+            self.remove_container(&id, true);
+            return Err(match e {
+                InitError::Developer(text) => ColdStartError::InitFailed(text),
+                InitError::Failed(text) => ColdStartError::StartFailed(text),
+            });
+        }
+
+        let registered = {
+            let mut pool = self.pool();
+            pool.get_mut(&id).map(|c| {
+                c.state = State::Ready;
+                c.last_activity = Instant::now();
+                c.clone()
+            })
+        };
+        let Some(registered) = registered else {
+            self.backend.stop(id).await;
+            return Err(ColdStartError::StartFailed(
+                "the container was removed while starting".into(),
+            ));
+        };
+        let endpoint = registered
+            .endpoint()
+            .ok_or_else(|| ColdStartError::StartFailed("container has no endpoint".into()))?;
+        self.put_container(registered);
+
+        // The action may have changed while we were starting: never hand out a stale revision.
+        match self.store.get_action(&fqn) {
+            Ok(Some(current)) if current.revision == action.revision => Ok(endpoint),
+            _ => {
+                self.remove_container(&id, true);
+                Err(ColdStartError::UnknownAction(format!(
+                    "The requested resource '{fqn}' changed while its container was starting."
+                )))
+            }
+        }
+    }
+
+    /// Contract 3's init body: the action (package parameters merged under its own) and env.
+    fn init_payload(&self, a: &ActionDoc) -> Value {
+        let mut parameters: Vec<KeyValue> = Vec::new();
+        if let Some(pkg) = &a.package
+            && let Ok(Some(p)) = self.store.get_package(&format!("{}/{pkg}", a.namespace))
+        {
+            parameters.extend(p.parameters);
+        }
+        for kv in &a.parameters {
+            parameters.retain(|p| p.key != kv.key);
+            parameters.push(kv.clone());
+        }
+        json!({
+            "action": {
+                "namespace": a.namespace,
+                "package": a.package,
+                "name": a.name,
+                "fqn": a.fqn(),
+                "revision": a.revision,
+                "version": a.version,
+                "kind": a.exec.kind,
+                "exec": {
+                    "code": a.exec.code.clone().unwrap_or_default(),
+                    "main": a.exec.main.clone().unwrap_or_else(|| "main".to_string()),
+                    "binary": a.exec.binary,
+                },
+                "parameters": parameters,
+                "annotations": a.annotations,
+                "limits": a.limits,
+            },
+            "env": { "__OW_API_HOST": self.config.api_host },
+        })
+    }
+}

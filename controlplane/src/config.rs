@@ -1,0 +1,124 @@
+//! Everything the control plane can be tuned with, in one plain struct, so the binary (clap), an
+//! embedding binary (`whisk up`) and tests build it the same way.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Control-plane configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the store lives (and, unless `logs_dir` is set, container logs in `logs/`).
+    pub data_dir: PathBuf,
+    /// Per-container log files; `None` = `data_dir/logs`.
+    pub logs_dir: Option<PathBuf>,
+    /// gRPC (routers, container proxies). Port 0 = any free port.
+    pub grpc_listen: SocketAddr,
+    /// HTTP management API and `/_whisk/admin`. Port 0 = any free port.
+    pub http_listen: SocketAddr,
+    /// The container proxy binary; `None` = `whisk-container-proxy` next to the current executable.
+    pub proxy_bin: Option<PathBuf>,
+    /// `__OW_API_HOST` given to actions.
+    pub api_host: String,
+    /// Stem cells kept warm per kind, e.g. `[("nodejs:20", 1)]`.
+    pub prewarm: Vec<(String, usize)>,
+    /// A container without activity for this long is marked for removal.
+    pub keep_alive: Duration,
+    /// A marked container is swept after this long unless it got traffic.
+    pub sweep_grace: Duration,
+    /// How often the garbage collector runs (0 = never on its own; call `gc_tick`).
+    pub gc_interval: Duration,
+    /// At most this many containers (stem cells included).
+    pub max_containers: usize,
+    /// At most this much memory (sum of the containers' memory limits), in MB.
+    pub max_memory_mb: u64,
+    /// Memory accounted for a stem cell, in MB.
+    pub stem_cell_memory_mb: u32,
+    /// At most this many container starts at once.
+    pub max_concurrent_starts: usize,
+    /// Only containers idle at least this long may be evicted to make room.
+    pub evict_min_idle: Duration,
+    /// How long a container proxy may take to print its listening line.
+    pub start_timeout: Duration,
+    /// Activation records kept per namespace.
+    pub activations_per_namespace: usize,
+    /// How many deltas a router may lag before it gets a fresh snapshot.
+    pub push_buffer: usize,
+    /// Highest `limits.concurrency` an action may ask for (OpenWhisk's default is 1).
+    pub max_action_concurrency: u32,
+    /// Create namespace `guest` with OpenWhisk's guest key when the store is empty.
+    pub seed_guest: bool,
+}
+
+impl Config {
+    /// Defaults for everything but the data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            data_dir: data_dir.into(),
+            logs_dir: None,
+            grpc_listen: loopback,
+            http_listen: loopback,
+            proxy_bin: None,
+            api_host: "http://127.0.0.1:3233".to_string(),
+            prewarm: vec![("nodejs:20".to_string(), 1)],
+            keep_alive: Duration::from_secs(600),
+            sweep_grace: Duration::from_secs(30),
+            gc_interval: Duration::from_secs(5),
+            max_containers: 64,
+            max_memory_mb: 16 * 1024,
+            stem_cell_memory_mb: 256,
+            max_concurrent_starts: 8,
+            evict_min_idle: Duration::from_secs(1),
+            start_timeout: Duration::from_secs(30),
+            activations_per_namespace: 10_000,
+            push_buffer: 1024,
+            max_action_concurrency: 1,
+            seed_guest: true,
+        }
+    }
+
+    /// Where per-container log files go.
+    pub fn resolved_logs_dir(&self) -> PathBuf {
+        self.logs_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("logs"))
+    }
+
+    /// The container proxy binary to start.
+    pub fn resolved_proxy_bin(&self) -> PathBuf {
+        if let Some(p) = &self.proxy_bin {
+            return p.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("whisk-container-proxy")))
+            .unwrap_or_else(|| PathBuf::from("whisk-container-proxy"))
+    }
+}
+
+/// Parse `nodejs:20=1,python:3=0`.
+pub fn parse_prewarm(spec: &str) -> Result<Vec<(String, usize)>, String> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (kind, n) = part
+            .rsplit_once('=')
+            .ok_or_else(|| format!("expected KIND=COUNT, got '{part}'"))?;
+        let n: usize = n.parse().map_err(|_| format!("bad count in '{part}'"))?;
+        out.push((kind.to_string(), n));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prewarm_spec() {
+        assert_eq!(
+            super::parse_prewarm("nodejs:20=1, python:3=0").unwrap(),
+            vec![("nodejs:20".to_string(), 1), ("python:3".to_string(), 0)]
+        );
+        assert!(super::parse_prewarm("nodejs").is_err());
+        assert!(super::parse_prewarm("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,122 @@
+//! The gRPC server (Contract 1): a thin tonic adapter over [`Plane`]. No logic lives here beyond
+//! translating requests and errors.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use whisk_proto::controlplane::v1 as pb;
+use whisk_proto::controlplane::v1::control_plane_server::ControlPlane;
+
+use crate::coldstart::ColdStartError;
+use crate::plane::Plane;
+
+/// The tonic service.
+pub struct GrpcService {
+    plane: Arc<Plane>,
+}
+
+impl GrpcService {
+    pub fn new(plane: Arc<Plane>) -> Self {
+        Self { plane }
+    }
+}
+
+/// Epoch milliseconds -> a local instant (`None` for 0 = no deadline).
+fn deadline_from_unix_ms(ms: u64) -> Option<Instant> {
+    if ms == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let now = Instant::now();
+    Some(if ms <= now_ms {
+        now
+    } else {
+        now + Duration::from_millis(ms - now_ms)
+    })
+}
+
+fn error_pb(e: ColdStartError) -> pb::ColdStartError {
+    use pb::cold_start_error::Code;
+    let (code, retry) = match &e {
+        ColdStartError::UnknownAction(_) => (Code::UnknownAction, 0),
+        ColdStartError::StartFailed(_) => (Code::StartFailed, 0),
+        ColdStartError::CapacityExhausted { retry_after_ms, .. } => {
+            (Code::CapacityExhausted, *retry_after_ms)
+        }
+        ColdStartError::DeadlineExceeded => (Code::DeadlineExceeded, 0),
+        ColdStartError::InitFailed(_) => (Code::InitFailed, 0),
+    };
+    pb::ColdStartError {
+        code: code as i32,
+        message: e.to_string(),
+        retry_after_ms: retry,
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::TableUpdate, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl ControlPlane for GrpcService {
+    type SubscribeStream = UpdateStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        tracing::info!(router_id = %request.get_ref().router_id, "router subscribed");
+        let stream = self.plane.hub.subscribe().map(|u| Ok((*u).clone()));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn cold_start(
+        &self,
+        request: Request<pb::ColdStartRequest>,
+    ) -> Result<Response<pb::ColdStartResponse>, Status> {
+        let req = request.into_inner();
+        let deadline = deadline_from_unix_ms(req.deadline_unix_ms);
+        let outcome = match self.plane.cold_start(&req.action_fqn, deadline).await {
+            Ok(ep) => pb::cold_start_response::Outcome::Endpoint(ep),
+            Err(e) => pb::cold_start_response::Outcome::Error(error_pb(e)),
+        };
+        Ok(Response::new(pb::ColdStartResponse {
+            outcome: Some(outcome),
+        }))
+    }
+
+    async fn report_traffic(
+        &self,
+        request: Request<pb::ReportTrafficRequest>,
+    ) -> Result<Response<pb::ReportTrafficResponse>, Status> {
+        self.plane.report_traffic(&request.get_ref().container_id);
+        Ok(Response::new(pb::ReportTrafficResponse {}))
+    }
+
+    async fn report_activation(
+        &self,
+        request: Request<pb::ReportActivationRequest>,
+    ) -> Result<Response<pb::ReportActivationResponse>, Status> {
+        let req = request.into_inner();
+        self.plane
+            .record_activation(&req.container_id, &req.activation_json)
+            .map_err(|e| match e {
+                crate::plane::PlaneError::BadRecord(m) => Status::invalid_argument(m),
+                other => Status::internal(other.to_string()),
+            })?;
+        Ok(Response::new(pb::ReportActivationResponse {}))
+    }
+
+    async fn report_unusable(
+        &self,
+        request: Request<pb::ReportUnusableRequest>,
+    ) -> Result<Response<pb::ReportUnusableResponse>, Status> {
+        let req = request.into_inner();
+        self.plane.report_unusable(&req.container_id, &req.reason);
+        Ok(Response::new(pb::ReportUnusableResponse {}))
+    }
+}

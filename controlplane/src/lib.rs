@@ -1,0 +1,242 @@
+//! `whisk-controlplane`: owns actions, identities and containers; answers cold starts, collects
+//! idle containers, pushes every change to the routers, and serves the OpenWhisk management API.
+//!
+//! Embed it with [`start`] (or [`start_with_backend`]); the returned [`ControlPlaneHandle`] knows
+//! the bound addresses and stops everything (including every process it started) on
+//! [`ControlPlaneHandle::shutdown`] or drop.
+
+pub mod admin;
+pub mod api;
+pub mod backend;
+pub mod cli;
+pub mod coldstart;
+pub mod config;
+pub mod gc;
+pub mod grpc;
+pub mod model;
+pub mod names;
+pub mod plane;
+pub mod pool;
+pub mod push;
+pub mod store;
+pub mod up;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use whisk_proto::controlplane::v1::control_plane_server::ControlPlaneServer;
+
+pub use crate::backend::{Backend, LocalBackend};
+pub use crate::coldstart::ColdStartError;
+pub use crate::config::Config;
+pub use crate::gc::GcReport;
+pub use crate::plane::Plane;
+use crate::store::{RedbStore, Store, StoreError};
+
+/// Largest gRPC message the control plane accepts or sends (routers should allow as much).
+pub const GRPC_MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot initialise: {0}")]
+    Init(#[from] plane::PlaneError),
+}
+
+/// A running control plane.
+pub struct ControlPlaneHandle {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    plane: Arc<Plane>,
+    stop: watch::Sender<bool>,
+    /// Background loops (flusher, backend events, GC): aborted on shutdown.
+    tasks: Vec<JoinHandle<()>>,
+    /// The servers: given time to finish gracefully on shutdown.
+    servers: Vec<JoinHandle<()>>,
+    stopped: bool,
+}
+
+impl ControlPlaneHandle {
+    /// The bound gRPC address (routers, container proxies).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+    /// The bound HTTP address (management API and `/_whisk/admin`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+    /// `http://<grpc_addr>`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+    /// `http://<http_addr>`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+    /// The core, for in-process hosts and tests (e.g. `plane().gc_tick_at(..)`).
+    pub fn plane(&self) -> &Arc<Plane> {
+        &self.plane
+    }
+
+    /// Stop serving, stop every container, close the store.
+    pub async fn shutdown(mut self) {
+        self.stopped = true;
+        let _ = self.stop.send(true);
+        self.plane.shutdown().await;
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        for t in self.servers.drain(..) {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for ControlPlaneHandle {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let _ = self.stop.send(true);
+        self.plane.backend.kill_all_now();
+        self.plane.hub.close();
+        self.plane.store.close();
+        for t in self.tasks.iter().chain(&self.servers) {
+            t.abort();
+        }
+    }
+}
+
+/// Start the control plane with the local (child process) backend.
+pub async fn start(config: Config) -> Result<ControlPlaneHandle, StartError> {
+    let backend = Arc::new(LocalBackend::new(
+        config.resolved_proxy_bin(),
+        config.resolved_logs_dir(),
+        config.api_host.clone(),
+        config.start_timeout,
+    ));
+    start_with_backend(config, backend).await
+}
+
+/// Start the control plane with any execution backend.
+pub async fn start_with_backend(
+    config: Config,
+    backend: Arc<dyn Backend>,
+) -> Result<ControlPlaneHandle, StartError> {
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir)?);
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.grpc_listen,
+            source,
+        })?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.http_listen,
+            source,
+        })?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.grpc_listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.http_listen,
+            source,
+        })?;
+
+    let plane = Plane::new(config, store, backend);
+    plane.set_controlplane_url(format!("http://{grpc_addr}"));
+    if let Err(e) = plane.bootstrap() {
+        plane.store.close();
+        return Err(e.into());
+    }
+
+    let (stop, _) = watch::channel(false);
+    let mut tasks = vec![plane.hub.spawn_flusher()];
+    tasks.extend(plane.spawn_event_loop());
+    tasks.extend(gc::spawn_gc_loop(&plane));
+
+    // Activation records carry up to 10 MB of logs plus a 1 MB result; snapshots grow with the
+    // number of actions and endpoints. tonic's 4 MB default is too small for either.
+    let grpc = ControlPlaneServer::new(grpc::GrpcService::new(plane.clone()))
+        .max_decoding_message_size(GRPC_MAX_MESSAGE)
+        .max_encoding_message_size(GRPC_MAX_MESSAGE);
+    let mut servers = Vec::new();
+    let mut grpc_stop = stop.subscribe();
+    servers.push(tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let result = tonic::transport::Server::builder()
+            .add_service(grpc)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    }));
+
+    let app =
+        api::with_transactions(api::router(plane.clone()).merge(admin::router(plane.clone())));
+    let mut http_stop = stop.subscribe();
+    servers.push(tokio::spawn(async move {
+        let result = axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+
+    plane.refill_stems();
+    tracing::info!(%grpc_addr, %http_addr, "control plane started");
+    Ok(ControlPlaneHandle {
+        grpc_addr,
+        http_addr,
+        plane,
+        stop,
+        tasks,
+        servers,
+        stopped: false,
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT (for binaries hosting the control plane).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,449 @@
+//! The control plane's core: the store, the container pool, the execution backend and the push
+//! hub tied together. Every change to actions, identities, namespaces or containers goes through
+//! here so that it is persisted, reflected in the pool and pushed to every router exactly once.
+//! Cold starts live in `coldstart.rs`, garbage collection in `gc.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use whisk_proto::controlplane::v1 as pb;
+
+use crate::backend::{Backend, BackendEvent, UnitSpec};
+use crate::coldstart::Inflight;
+use crate::config::Config;
+use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc};
+use crate::pool::{Container, Pool, State};
+use crate::push::{Delta, PushHub};
+use crate::store::{Store, StoreError};
+
+/// OpenWhisk's well-known guest credentials (compat §3).
+pub const GUEST_UUID: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502";
+pub const GUEST_KEY: &str = "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
+
+/// Errors of the core operations.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid activation record: {0}")]
+    BadRecord(String),
+}
+
+/// The control plane's shared state.
+pub struct Plane {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<PushHub>,
+    pub backend: Arc<dyn Backend>,
+    pool: Mutex<Pool>,
+    pub(crate) start_permits: Semaphore,
+    pub(crate) inflight: Mutex<HashMap<String, Inflight>>,
+    controlplane_url: OnceLock<String>,
+}
+
+impl Plane {
+    pub fn new(config: Config, store: Arc<dyn Store>, backend: Arc<dyn Backend>) -> Arc<Self> {
+        let hub = PushHub::new(config.push_buffer);
+        let pool = Pool::new(config.max_containers, config.max_memory_mb);
+        let permits = config.max_concurrent_starts.max(1);
+        Arc::new(Self {
+            config,
+            store,
+            hub,
+            backend,
+            pool: Mutex::new(pool),
+            start_permits: Semaphore::new(permits),
+            inflight: Mutex::new(HashMap::new()),
+            controlplane_url: OnceLock::new(),
+        })
+    }
+
+    /// The gRPC URL container proxies report to (set once the server is bound).
+    pub fn set_controlplane_url(&self, url: String) {
+        let _ = self.controlplane_url.set(url);
+    }
+
+    pub(crate) fn controlplane_url(&self) -> String {
+        self.controlplane_url.get().cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seed `guest` on an empty store and load every table into the push hub.
+    pub fn bootstrap(&self) -> Result<(), PlaneError> {
+        if self.config.seed_guest && self.store.list_namespaces()?.is_empty() {
+            self.store.put_namespace(&NamespaceDoc {
+                name: "guest".into(),
+                limits: Default::default(),
+            })?;
+            self.store.put_identity(&IdentityDoc {
+                uuid: GUEST_UUID.into(),
+                namespace: "guest".into(),
+                subject: "guest".into(),
+                key: GUEST_KEY.into(),
+            })?;
+        }
+        let mut d = Delta::default();
+        for ns in self.store.list_namespaces()? {
+            d.upsert_namespace(namespace_pb(&ns));
+        }
+        for id in self.store.list_identities()? {
+            d.upsert_identity(identity_pb(&id));
+        }
+        let published: std::collections::HashSet<String> = self
+            .store
+            .list_packages(None)?
+            .into_iter()
+            .filter(|p| p.publish && p.binding.is_none())
+            .map(|p| p.fqn())
+            .collect();
+        for a in self.store.list_actions(None)? {
+            let public = a
+                .package
+                .as_ref()
+                .is_some_and(|p| published.contains(&format!("{}/{}", a.namespace, p)));
+            d.upsert_action(action_pb(&a, public));
+        }
+        self.hub.publish(d);
+        self.hub.flush();
+        Ok(())
+    }
+
+    // ---- entity changes -------------------------------------------------------------------
+
+    fn is_public(&self, a: &ActionDoc) -> bool {
+        let Some(pkg) = &a.package else { return false };
+        matches!(self.store.get_package(&format!("{}/{pkg}", a.namespace)), Ok(Some(p)) if p.publish)
+    }
+
+    /// An action was created or updated: push it and retire containers of older revisions.
+    pub fn action_written(&self, doc: &ActionDoc) {
+        let mut d = Delta::default();
+        d.upsert_action(action_pb(doc, self.is_public(doc)));
+        self.hub.publish(d);
+        self.retire(&doc.fqn(), Some(doc.revision));
+    }
+
+    /// An action was deleted: push the removal and retire all its containers.
+    pub fn action_deleted(&self, fqn: &str) {
+        let mut d = Delta::default();
+        d.remove_action(fqn);
+        self.hub.publish(d);
+        self.retire(fqn, None);
+    }
+
+    /// A package was written: its actions' `public` flag may have changed, and their containers
+    /// were initialised with the old package parameters, so they are retired.
+    pub fn package_written(&self, pkg: &PackageDoc) -> Result<(), PlaneError> {
+        let mut d = Delta::default();
+        let mut fqns = Vec::new();
+        for a in self.store.list_actions(Some(&pkg.namespace))? {
+            if a.package.as_deref() == Some(pkg.name.as_str()) {
+                d.upsert_action(action_pb(&a, pkg.publish && pkg.binding.is_none()));
+                fqns.push(a.fqn());
+            }
+        }
+        self.hub.publish(d);
+        for fqn in fqns {
+            self.retire(&fqn, None);
+        }
+        Ok(())
+    }
+
+    pub fn namespace_written(&self, ns: &NamespaceDoc) {
+        let mut d = Delta::default();
+        d.upsert_namespace(namespace_pb(ns));
+        self.hub.publish(d);
+    }
+
+    pub fn identity_written(&self, id: &IdentityDoc) {
+        let mut d = Delta::default();
+        d.upsert_identity(identity_pb(id));
+        self.hub.publish(d);
+    }
+
+    pub fn identity_deleted(&self, uuid: &str) {
+        let mut d = Delta::default();
+        d.remove_identity(uuid);
+        self.hub.publish(d);
+    }
+
+    // ---- containers ---------------------------------------------------------------------
+
+    /// Remove containers of `fqn` whose revision is not `keep_revision`.
+    fn retire(&self, fqn: &str, keep_revision: Option<u64>) {
+        let ids = self.pool().of_action(fqn, keep_revision);
+        for id in ids {
+            self.remove_container(&id, true);
+        }
+    }
+
+    /// Forget a container, push its removal, and (if `stop`) stop its unit in the background.
+    pub fn remove_container(&self, id: &str, stop: bool) -> bool {
+        let removed = self.pool().remove(id);
+        let Some(c) = removed else { return false };
+        if c.endpoint().is_some() {
+            let mut d = Delta::default();
+            d.remove_endpoint(id);
+            self.hub.publish(d);
+        }
+        if stop {
+            let backend = self.backend.clone();
+            let id = id.to_string();
+            tokio::spawn(async move { backend.stop(id).await });
+        }
+        true
+    }
+
+    /// Register a container (replacing any previous record) and push its endpoint.
+    pub(crate) fn put_container(&self, c: Container) {
+        let ep = c.endpoint();
+        self.pool().insert(c);
+        if let Some(ep) = ep {
+            let mut d = Delta::default();
+            d.upsert_endpoint(ep);
+            self.hub.publish(d);
+        }
+    }
+
+    /// A router saw traffic for a container: it counts as activity and unmarks it.
+    pub fn report_traffic(&self, container_id: &str) {
+        let ep = {
+            let mut pool = self.pool();
+            let Some(c) = pool.get_mut(container_id) else {
+                return;
+            };
+            c.last_activity = Instant::now();
+            if !matches!(c.state, State::Marked { .. }) {
+                return;
+            }
+            c.state = State::Ready;
+            c.endpoint()
+        };
+        if let Some(ep) = ep {
+            let mut d = Delta::default();
+            d.upsert_endpoint(ep);
+            self.hub.publish(d);
+        }
+    }
+
+    /// A container cannot serve any more.
+    pub fn report_unusable(self: &Arc<Self>, container_id: &str, reason: &str) {
+        tracing::info!(container_id, reason, "container reported unusable");
+        if self.remove_container(container_id, true) {
+            self.refill_stems();
+        }
+    }
+
+    /// Store one finished activation record (OpenWhisk's stored form) with bounded retention.
+    pub fn record_activation(
+        &self,
+        container_id: &str,
+        activation_json: &str,
+    ) -> Result<(), PlaneError> {
+        let record: Value = serde_json::from_str(activation_json)
+            .map_err(|e| PlaneError::BadRecord(e.to_string()))?;
+        let id = record
+            .get("activationId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| PlaneError::BadRecord("missing activationId".into()))?
+            .to_string();
+        let container_ns = {
+            let mut pool = self.pool();
+            pool.get_mut(container_id).and_then(|c| {
+                c.last_activity = Instant::now();
+                c.action
+                    .as_ref()
+                    .map(|a| a.fqn.split('/').next().unwrap_or_default().to_string())
+            })
+        };
+        let namespace = record
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(container_ns)
+            .ok_or_else(|| PlaneError::BadRecord("missing namespace".into()))?;
+        let start = record.get("start").and_then(Value::as_i64).unwrap_or(0);
+        self.store.put_activation(
+            &namespace,
+            &id,
+            start,
+            &record,
+            self.config.activations_per_namespace,
+        )?;
+        Ok(())
+    }
+
+    /// Handle what the backend reports on its own (units that died).
+    pub(crate) fn spawn_event_loop(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let mut events = self.backend.take_events()?;
+        let weak = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let Some(plane) = weak.upgrade() else { return };
+                match ev {
+                    BackendEvent::Exited {
+                        container_id,
+                        reason,
+                    } => {
+                        tracing::info!(%container_id, %reason, "container exited on its own");
+                        plane.remove_container(&container_id, false);
+                        plane.refill_stems();
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Start stem cells until every prewarm pool has its configured size (within capacity).
+    pub fn refill_stems(self: &Arc<Self>) {
+        for (kind, want) in self.config.prewarm.clone() {
+            loop {
+                let id = {
+                    let mut pool = self.pool();
+                    if pool.stem_count(&kind) >= want
+                        || !pool.has_room(self.config.stem_cell_memory_mb, 0)
+                    {
+                        break;
+                    }
+                    let id = new_container_id();
+                    pool.insert(Container {
+                        id: id.clone(),
+                        kind: kind.clone(),
+                        address: None,
+                        action: None,
+                        memory_mb: self.config.stem_cell_memory_mb,
+                        state: State::Starting,
+                        last_activity: Instant::now(),
+                    });
+                    id
+                };
+                let plane = self.clone();
+                let kind = kind.clone();
+                tokio::spawn(async move { plane.start_stem(id, kind).await });
+            }
+        }
+    }
+
+    async fn start_stem(self: Arc<Self>, id: String, kind: String) {
+        let spec = UnitSpec {
+            container_id: id.clone(),
+            kind: kind.clone(),
+            memory_mb: self.config.stem_cell_memory_mb,
+            controlplane_url: self.controlplane_url(),
+            env: Vec::new(),
+        };
+        let result = {
+            let _permit = self.start_permits.acquire().await;
+            self.backend.start(spec).await
+        };
+        match result {
+            Ok(unit) => {
+                let still_wanted = {
+                    let mut pool = self.pool();
+                    match pool.get_mut(&id) {
+                        Some(c) => {
+                            c.address = Some(unit.address);
+                            c.state = State::Stem;
+                            c.last_activity = Instant::now();
+                            true
+                        }
+                        None => false,
+                    }
+                };
+                if !still_wanted {
+                    self.backend.stop(id).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%kind, error = %e, "stem cell failed to start");
+                self.pool().remove(&id);
+            }
+        }
+    }
+
+    /// Number of containers of each state (diagnostics and tests).
+    pub fn container_ids(&self) -> Vec<(String, State, Option<String>)> {
+        self.pool()
+            .all()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    c.state,
+                    c.action.as_ref().map(|a| a.fqn.clone()),
+                )
+            })
+            .collect()
+    }
+
+    /// Stop every unit and close the store.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = self.pool().all().map(|c| c.id.clone()).collect();
+        for id in &ids {
+            self.pool().remove(id);
+        }
+        self.backend.shutdown().await;
+        self.hub.close();
+        self.store.close();
+    }
+}
+
+/// A fresh container id.
+pub fn new_container_id() -> String {
+    format!("wsk-{}", hex::encode(rand::random::<[u8; 6]>()))
+}
+
+pub fn namespace_pb(ns: &NamespaceDoc) -> pb::Namespace {
+    pb::Namespace {
+        name: ns.name.clone(),
+        limits: Some(pb::NamespaceLimits {
+            invocations_per_minute: ns.limits.invocations_per_minute,
+            concurrent_invocations: ns.limits.concurrent_invocations,
+            max_payload_bytes: ns.limits.max_payload_bytes,
+        }),
+    }
+}
+
+/// Only the SHA-256 of the key (the secret part of `uuid:key`) leaves the control plane.
+pub fn identity_pb(id: &IdentityDoc) -> pb::Identity {
+    pb::Identity {
+        uuid: id.uuid.clone(),
+        namespace: id.namespace.clone(),
+        subject: id.subject.clone(),
+        key_sha256: Sha256::digest(id.key.as_bytes()).to_vec(),
+    }
+}
+
+pub fn action_pb(a: &ActionDoc, public: bool) -> pb::Action {
+    pb::Action {
+        fqn: a.fqn(),
+        revision: a.revision,
+        version: a.version.clone(),
+        kind: a.exec.kind.clone(),
+        limits: Some(pb::ActionLimits {
+            timeout_ms: a.limits.timeout,
+            memory_mb: a.limits.memory,
+            logs_mb: a.limits.logs,
+            concurrency: a.limits.concurrency,
+        }),
+        annotations: a
+            .annotations
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.to_string()))
+            .collect(),
+        components: a
+            .exec
+            .components
+            .iter()
+            .flatten()
+            .map(|c| c.trim_start_matches('/').to_string())
+            .collect(),
+        public,
+    }
+}

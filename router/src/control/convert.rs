@@ -1,0 +1,80 @@
+//! Proto (`whisk.controlplane.v1`) to domain types.
+
+use std::sync::Arc;
+
+use whisk_proto::controlplane::v1 as pb;
+
+use crate::domain::endpoints::EndpointSpec;
+use crate::domain::tables::{ActionLimits, ActionMeta, Identity, Update};
+use crate::domain::throttle::NamespaceLimits;
+
+pub fn endpoint(e: pb::Endpoint) -> EndpointSpec {
+    EndpointSpec {
+        marked_for_removal: e.state() == pb::EndpointState::MarkedForRemoval,
+        container_id: e.container_id.into(),
+        action_fqn: e.action_fqn.into(),
+        action_revision: e.action_revision,
+        address: e.address.into(),
+        capacity: e.capacity,
+    }
+}
+
+fn limits(l: Option<pb::NamespaceLimits>) -> NamespaceLimits {
+    let d = NamespaceLimits::default();
+    let l = l.unwrap_or_default();
+    NamespaceLimits {
+        invocations_per_minute: l.invocations_per_minute.unwrap_or(d.invocations_per_minute),
+        concurrent_invocations: l.concurrent_invocations.unwrap_or(d.concurrent_invocations),
+        max_payload_bytes: l.max_payload_bytes.unwrap_or(d.max_payload_bytes),
+    }
+}
+
+fn identity(i: pb::Identity) -> Option<Identity> {
+    Some(Identity {
+        key_sha256: i.key_sha256.as_slice().try_into().ok()?,
+        uuid: i.uuid.into(),
+        namespace: i.namespace.into(),
+        subject: i.subject.into(),
+    })
+}
+
+fn action(a: pb::Action) -> ActionMeta {
+    let l = a.limits.unwrap_or_default();
+    ActionMeta {
+        fqn: a.fqn.into(),
+        revision: a.revision,
+        version: a.version.into(),
+        kind: a.kind.into(),
+        limits: ActionLimits {
+            timeout_ms: l.timeout_ms,
+            memory_mb: l.memory_mb,
+            logs_mb: l.logs_mb,
+            concurrency: l.concurrency.max(1),
+        },
+        components: a.components.into_iter().map(Arc::from).collect(),
+        public: a.public,
+    }
+}
+
+pub fn update(u: pb::TableUpdate) -> Update {
+    Update {
+        revision: u.revision,
+        snapshot: u.snapshot,
+        namespaces_upsert: u
+            .namespaces_upsert
+            .into_iter()
+            .map(|n| (Arc::from(n.name), limits(n.limits)))
+            .collect(),
+        namespaces_removed: u.namespaces_removed,
+        identities_upsert: u
+            .identities_upsert
+            .into_iter()
+            .filter_map(identity)
+            .collect(),
+        identities_removed: u.identities_removed,
+        actions_upsert: u.actions_upsert.into_iter().map(action).collect(),
+        actions_removed: u.actions_removed,
+        endpoints_upsert: u.endpoints_upsert.into_iter().map(endpoint).collect(),
+        endpoints_removed: u.endpoints_removed,
+    }
+}

@@ -1,0 +1,293 @@
+//! What the control plane pushed: namespaces and their limits, identities, action metadata and
+//! warm endpoints. The warm path only reads these tables; the subscription task writes them.
+//!
+//! Every table is a sharded concurrent map (no global lock). Updates arrive as [`Update`]s, the
+//! domain's mirror of the proto `TableUpdate`: a snapshot replaces everything, a delta upserts and
+//! removes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+use super::endpoints::{EndpointSpec, EndpointTable};
+use super::throttle::{NamespaceLimits, NamespaceState};
+
+/// One key of a namespace (the key itself is never pushed, only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uuid: Box<str>,
+    pub namespace: Arc<str>,
+    pub subject: Box<str>,
+    pub key_sha256: [u8; 32],
+}
+
+/// The per-action limits the router passes on and the container proxy enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionLimits {
+    pub timeout_ms: u32,
+    pub memory_mb: u32,
+    pub logs_mb: u32,
+    pub concurrency: u32,
+}
+
+/// What the router needs to know about an action at request time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionMeta {
+    /// `ns/name` or `ns/pkg/name`.
+    pub fqn: Arc<str>,
+    pub revision: u64,
+    pub version: Box<str>,
+    pub kind: Box<str>,
+    pub limits: ActionLimits,
+    /// Sequence components (fully qualified), empty for other kinds.
+    pub components: Box<[Arc<str>]>,
+    /// In a published package: any authenticated caller may invoke it.
+    pub public: bool,
+}
+
+impl ActionMeta {
+    /// The namespace that owns the action (the first segment of its fqn).
+    pub fn owner(&self) -> &str {
+        self.fqn.split('/').next().unwrap_or_default()
+    }
+
+    pub fn is_sequence(&self) -> bool {
+        &*self.kind == "sequence"
+    }
+}
+
+/// One message of the subscription, in domain types.
+#[derive(Debug, Default)]
+pub struct Update {
+    pub revision: u64,
+    pub snapshot: bool,
+    pub namespaces_upsert: Vec<(Arc<str>, NamespaceLimits)>,
+    pub namespaces_removed: Vec<String>,
+    pub identities_upsert: Vec<Identity>,
+    pub identities_removed: Vec<String>,
+    pub actions_upsert: Vec<ActionMeta>,
+    pub actions_removed: Vec<String>,
+    pub endpoints_upsert: Vec<EndpointSpec>,
+    pub endpoints_removed: Vec<String>,
+}
+
+/// Everything pushed, plus the live counters hanging off it.
+#[derive(Default)]
+pub struct Tables {
+    namespaces: DashMap<Arc<str>, Arc<NamespaceState>>,
+    identities: DashMap<Box<str>, Arc<Identity>>,
+    actions: DashMap<Arc<str>, Arc<ActionMeta>>,
+    pub endpoints: EndpointTable,
+    revision: AtomicU64,
+    ready: AtomicBool,
+    /// Bumped on every identity change so caches of verified credentials can drop stale entries.
+    identity_epoch: AtomicU64,
+}
+
+impl Tables {
+    /// True once a snapshot has been applied: before that, the router knows no one.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    pub fn identity_epoch(&self) -> u64 {
+        self.identity_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn identity(&self, uuid: &str) -> Option<Arc<Identity>> {
+        self.identities.get(uuid).map(|e| e.value().clone())
+    }
+
+    pub fn action(&self, fqn: &str) -> Option<Arc<ActionMeta>> {
+        self.actions.get(fqn).map(|e| e.value().clone())
+    }
+
+    /// The namespace's throttle state; a namespace the control plane has not described (yet)
+    /// gets the system defaults.
+    pub fn namespace(&self, name: &Arc<str>) -> Arc<NamespaceState> {
+        if let Some(ns) = self.namespaces.get(name) {
+            return ns.value().clone();
+        }
+        self.namespaces
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(NamespaceState::new(NamespaceLimits::default())))
+            .value()
+            .clone()
+    }
+
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.namespaces.len(),
+            self.identities.len(),
+            self.actions.len(),
+            self.endpoints.len(),
+        )
+    }
+
+    /// Applies one update. Returns whether identities changed.
+    pub fn apply(&self, update: Update) -> bool {
+        let identities_changed = update.snapshot
+            || !update.identities_upsert.is_empty()
+            || !update.identities_removed.is_empty();
+        if update.snapshot {
+            retain_only(
+                &self.namespaces,
+                update.namespaces_upsert.iter().map(|(n, _)| n.as_ref()),
+            );
+            retain_only(
+                &self.identities,
+                update.identities_upsert.iter().map(|i| &*i.uuid),
+            );
+            retain_only(
+                &self.actions,
+                update.actions_upsert.iter().map(|a| a.fqn.as_ref()),
+            );
+            self.endpoints.retain_only(
+                update
+                    .endpoints_upsert
+                    .iter()
+                    .map(|e| e.container_id.as_ref()),
+            );
+        }
+        for (name, limits) in update.namespaces_upsert {
+            match self.namespaces.get(&name) {
+                Some(ns) => ns.set_limits(limits),
+                None => {
+                    self.namespaces
+                        .insert(name, Arc::new(NamespaceState::new(limits)));
+                }
+            }
+        }
+        for name in &update.namespaces_removed {
+            self.namespaces.remove(name.as_str());
+        }
+        for identity in update.identities_upsert {
+            self.identities
+                .insert(identity.uuid.clone(), Arc::new(identity));
+        }
+        for uuid in &update.identities_removed {
+            self.identities.remove(uuid.as_str());
+        }
+        for action in update.actions_upsert {
+            let fqn = action.fqn.clone();
+            self.actions.insert(fqn.clone(), Arc::new(action));
+            // A new revision may make waiting requests routable (or unroutable): wake them.
+            self.endpoints.touch(&fqn);
+        }
+        for fqn in &update.actions_removed {
+            self.actions.remove(fqn.as_str());
+            self.endpoints.touch(fqn);
+        }
+        for endpoint in update.endpoints_upsert {
+            self.endpoints.upsert(endpoint);
+        }
+        for id in &update.endpoints_removed {
+            self.endpoints.remove(id);
+        }
+        if identities_changed {
+            self.identity_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        self.revision.store(update.revision, Ordering::Release);
+        if update.snapshot {
+            self.ready.store(true, Ordering::Release);
+        }
+        identities_changed
+    }
+}
+
+fn retain_only<'a, K, V>(map: &DashMap<K, V>, keep: impl Iterator<Item = &'a str>)
+where
+    K: std::borrow::Borrow<str> + Eq + std::hash::Hash,
+{
+    let keep: std::collections::HashSet<&str> = keep.collect();
+    map.retain(|k, _| keep.contains(k.borrow()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn action(fqn: &str, revision: u64) -> ActionMeta {
+        ActionMeta {
+            fqn: fqn.into(),
+            revision,
+            version: "0.0.1".into(),
+            kind: "nodejs:20".into(),
+            limits: ActionLimits {
+                timeout_ms: 60_000,
+                memory_mb: 256,
+                logs_mb: 10,
+                concurrency: 1,
+            },
+            components: Box::new([]),
+            public: false,
+        }
+    }
+
+    #[test]
+    fn snapshot_replaces_and_delta_upserts() {
+        let t = Tables::default();
+        assert!(!t.is_ready());
+        t.apply(Update {
+            revision: 1,
+            snapshot: true,
+            actions_upsert: vec![action("guest/a", 1), action("guest/b", 1)],
+            ..Default::default()
+        });
+        assert!(t.is_ready());
+        assert!(t.action("guest/a").is_some());
+        t.apply(Update {
+            revision: 2,
+            actions_removed: vec!["guest/a".into()],
+            actions_upsert: vec![action("guest/c", 1)],
+            ..Default::default()
+        });
+        assert!(t.action("guest/a").is_none());
+        assert!(t.action("guest/c").is_some());
+        t.apply(Update {
+            revision: 7,
+            snapshot: true,
+            actions_upsert: vec![action("guest/d", 1)],
+            ..Default::default()
+        });
+        assert!(t.action("guest/b").is_none());
+        assert!(t.action("guest/c").is_none());
+        assert!(t.action("guest/d").is_some());
+        assert_eq!(t.revision(), 7);
+    }
+
+    #[test]
+    fn identity_changes_bump_the_epoch() {
+        let t = Tables::default();
+        let e0 = t.identity_epoch();
+        t.apply(Update {
+            revision: 1,
+            snapshot: true,
+            ..Default::default()
+        });
+        let e1 = t.identity_epoch();
+        assert!(e1 > e0);
+        t.apply(Update {
+            revision: 2,
+            actions_upsert: vec![action("guest/a", 1)],
+            ..Default::default()
+        });
+        assert_eq!(t.identity_epoch(), e1);
+        t.apply(Update {
+            revision: 3,
+            identities_removed: vec!["x".into()],
+            ..Default::default()
+        });
+        assert!(t.identity_epoch() > e1);
+    }
+
+    #[test]
+    fn owner_is_first_segment() {
+        assert_eq!(action("guest/pkg/a", 1).owner(), "guest");
+    }
+}

@@ -1,0 +1,245 @@
+//! Whether a namespace is over its limits: invocations per minute and concurrent invocations.
+//!
+//! The rate is a GCRA limiter (governor) with a burst of the whole per-minute allowance; its
+//! `not until` gives the `Retry-After`. OpenWhisk reports a count in the clock minute, so a
+//! fixed-window counter beside it feeds the message text. Concurrency is an atomic counter taken
+//! at admission and given back when the [`ConcurrencyGuard`] drops, whatever ends the request
+//! (response, abort, reset, router error): a leaked slot would be a bug, so only `Drop` releases.
+//! Its `Retry-After` is the namespace's recent activation time.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::clock::now_ms;
+use super::rejection::Rejection;
+
+/// OpenWhisk's defaults (ansible `limits:`).
+pub const DEFAULT_INVOCATIONS_PER_MINUTE: u32 = 60;
+pub const DEFAULT_CONCURRENT_INVOCATIONS: u32 = 30;
+pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 1024 * 1024;
+
+/// The effective limits of one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceLimits {
+    pub invocations_per_minute: u32,
+    pub concurrent_invocations: u32,
+    pub max_payload_bytes: u64,
+}
+
+impl Default for NamespaceLimits {
+    fn default() -> Self {
+        Self {
+            invocations_per_minute: DEFAULT_INVOCATIONS_PER_MINUTE,
+            concurrent_invocations: DEFAULT_CONCURRENT_INVOCATIONS,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// Limits plus live counters of one namespace.
+pub struct NamespaceState {
+    limits: ArcSwap<NamespaceLimits>,
+    /// `None` when the rate limit is 0: the namespace is blocked.
+    rate: ArcSwap<Option<DefaultDirectRateLimiter>>,
+    /// Clock minute in the high 32 bits, requests seen in it in the low 32.
+    window: AtomicU64,
+    in_flight: AtomicU32,
+    /// Exponentially weighted mean time an admitted request held its slot, in microseconds.
+    mean_hold_us: AtomicU64,
+}
+
+fn limiter(per_minute: u32) -> Option<DefaultDirectRateLimiter> {
+    let n = NonZeroU32::new(per_minute)?;
+    Some(RateLimiter::direct(Quota::per_minute(n).allow_burst(n)))
+}
+
+impl NamespaceState {
+    pub fn new(limits: NamespaceLimits) -> Self {
+        Self {
+            rate: ArcSwap::from_pointee(limiter(limits.invocations_per_minute)),
+            limits: ArcSwap::from_pointee(limits),
+            window: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            mean_hold_us: AtomicU64::new(1_000_000),
+        }
+    }
+
+    pub fn limits(&self) -> NamespaceLimits {
+        **self.limits.load()
+    }
+
+    /// Changes the limits in place, keeping the in-flight count.
+    pub fn set_limits(&self, limits: NamespaceLimits) {
+        if self.limits().invocations_per_minute != limits.invocations_per_minute {
+            self.rate
+                .store(Arc::new(limiter(limits.invocations_per_minute)));
+        }
+        self.limits.store(Arc::new(limits));
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Counts this request in the current clock minute (rejected ones count too, as in
+    /// OpenWhisk) and returns the count.
+    fn count_in_window(&self) -> u64 {
+        let minute = now_ms() / 60_000;
+        let mut cur = self.window.load(Ordering::Relaxed);
+        loop {
+            let (m, c) = (cur >> 32, cur & 0xffff_ffff);
+            let next = if m == minute & 0xffff_ffff {
+                (m << 32) | (c + 1).min(0xffff_ffff)
+            } else {
+                ((minute & 0xffff_ffff) << 32) | 1
+            };
+            match self
+                .window
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return next & 0xffff_ffff,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Charges one invocation: the rate first, then a concurrency slot.
+    pub fn admit(self: &Arc<Self>) -> Result<ConcurrencyGuard, Rejection> {
+        let limits = self.limits();
+        let count = self.count_in_window();
+        let rate = self.rate.load();
+        let rate_ok = match rate.as_ref() {
+            Some(l) => l
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+            None => Err(Duration::from_secs(60 - (now_ms() / 1000) % 60)),
+        };
+        if let Err(retry_after) = rate_ok {
+            return Err(Rejection::TooManyRequests {
+                count,
+                allowed: limits.invocations_per_minute,
+                retry_after,
+            });
+        }
+        let allowed = limits.concurrent_invocations;
+        let prev = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if prev >= allowed {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(Rejection::TooManyConcurrent {
+                count: prev,
+                allowed,
+                retry_after: Duration::from_micros(self.mean_hold_us.load(Ordering::Relaxed)),
+            });
+        }
+        Ok(ConcurrencyGuard {
+            ns: self.clone(),
+            since: Instant::now(),
+        })
+    }
+}
+
+/// One concurrent invocation of a namespace, released on drop.
+pub struct ConcurrencyGuard {
+    ns: Arc<NamespaceState>,
+    since: Instant,
+}
+
+impl Drop for ConcurrencyGuard {
+    fn drop(&mut self) {
+        self.ns.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let held = self.since.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let old = self.ns.mean_hold_us.load(Ordering::Relaxed);
+        // EWMA with weight 1/8; races only lose a sample.
+        let new = old - old / 8 + held / 8;
+        self.ns.mean_hold_us.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(rate: u32, conc: u32) -> Arc<NamespaceState> {
+        Arc::new(NamespaceState::new(NamespaceLimits {
+            invocations_per_minute: rate,
+            concurrent_invocations: conc,
+            max_payload_bytes: 1024,
+        }))
+    }
+
+    #[test]
+    fn rate_limit_rejects_past_the_allowance_with_retry_after() {
+        let n = ns(3, 100);
+        let guards: Vec<_> = (0..3).map(|_| n.admit().unwrap()).collect();
+        drop(guards);
+        match n.admit() {
+            Err(Rejection::TooManyRequests {
+                count,
+                allowed,
+                retry_after,
+            }) => {
+                assert_eq!(allowed, 3);
+                assert!(count >= 4 || count == 1, "count {count}");
+                assert!(retry_after > Duration::ZERO);
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+            Ok(_) => panic!("fourth call admitted"),
+        }
+    }
+
+    #[test]
+    fn concurrency_limit_and_release_on_drop() {
+        let n = ns(1000, 2);
+        let a = n.admit().unwrap();
+        let b = n.admit().unwrap();
+        assert_eq!(n.in_flight(), 2);
+        let r = n.admit();
+        assert!(matches!(
+            r,
+            Err(Rejection::TooManyConcurrent {
+                count: 2,
+                allowed: 2,
+                ..
+            })
+        ));
+        assert_eq!(n.in_flight(), 2);
+        drop(a);
+        assert_eq!(n.in_flight(), 1);
+        let c = n.admit().unwrap();
+        drop((b, c));
+        assert_eq!(n.in_flight(), 0);
+    }
+
+    #[test]
+    fn zero_blocks_the_namespace() {
+        let n = ns(0, 10);
+        assert!(matches!(n.admit(), Err(Rejection::TooManyRequests { .. })));
+        let m = ns(10, 0);
+        assert!(matches!(
+            m.admit(),
+            Err(Rejection::TooManyConcurrent { .. })
+        ));
+        assert_eq!(m.in_flight(), 0);
+    }
+
+    #[test]
+    fn limits_change_in_place() {
+        let n = ns(1000, 1);
+        let g = n.admit().unwrap();
+        n.set_limits(NamespaceLimits {
+            invocations_per_minute: 1000,
+            concurrent_invocations: 2,
+            max_payload_bytes: 1,
+        });
+        assert_eq!(n.in_flight(), 1);
+        let h = n.admit().unwrap();
+        drop((g, h));
+        assert_eq!(n.in_flight(), 0);
+    }
+}

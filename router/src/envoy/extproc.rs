@@ -1,0 +1,519 @@
+//! `envoy.service.ext_proc.v3.ExternalProcessor`: one bidirectional stream per invoke.
+//!
+//! Request headers → [`Router::decide`] (and, if it must wait, an `override_message_timeout`
+//! first, then [`Router::wait`]) → either the destination as dynamic metadata
+//! `whisk.router.dst` plus the context headers, or an immediate OpenWhisk-shaped answer.
+//! Response headers → the breaker sees the status, the slots are released (by dropping the
+//! admission) and `x-openwhisk-activation-id` is added. The admission lives in the stream's task,
+//! so a client abort, an upstream reset or a router error all end the task and release it too.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::core::v3::HeaderMap;
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
+    ProcessingMode, processing_mode::BodySendMode,
+};
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, HttpHeaders, ImmediateResponse,
+    ProcessingRequest, ProcessingResponse, TrailersResponse,
+    external_processor_server::ExternalProcessor, processing_request, processing_response,
+};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::google::protobuf::{self, Struct, Value, value::Kind};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::headers::{CONTEXT_PREFIX, get, raw};
+use crate::context::context_headers;
+use crate::domain::clock::now_ms;
+use crate::domain::pipeline::{Admission, Decision, RequestHead, Router};
+use crate::domain::rejection::{Rejection, WWW_AUTHENTICATE};
+use crate::invoker::{Accepted, ProxyClient, run_in_background};
+
+/// The dynamic-metadata namespace Envoy's `ORIGINAL_DST` cluster reads `dst` from.
+pub const METADATA_NAMESPACE: &str = "whisk.router";
+/// Header carrying the activation id back to the client.
+pub const ACTIVATION_ID_HEADER: &str = "x-openwhisk-activation-id";
+
+/// How long a connection failure keeps a container out of rotation.
+const CONNECT_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct ExtProc {
+    router: Arc<Router>,
+    client: ProxyClient,
+}
+
+impl ExtProc {
+    pub fn new(router: Arc<Router>) -> Self {
+        Self {
+            router,
+            client: ProxyClient::default(),
+        }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExternalProcessor for ExtProc {
+    type ProcessStream = ResponseStream;
+
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(run_stream(
+            self.router.clone(),
+            self.client.clone(),
+            inbound,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Per-request state carried from the request phase to the response phase.
+struct StreamState {
+    router: Arc<Router>,
+    client: ProxyClient,
+    admission: Option<Admission>,
+    activation_id: Option<String>,
+    /// A non-blocking invoke waiting for its body before the router runs it itself.
+    deferred: Option<Deferred>,
+}
+
+struct Deferred {
+    accepted: Accepted,
+    authorization: Option<String>,
+    transaction_id: String,
+    body: Vec<u8>,
+}
+
+async fn run_stream(
+    router: Arc<Router>,
+    client: ProxyClient,
+    mut inbound: Streaming<ProcessingRequest>,
+    tx: mpsc::Sender<Result<ProcessingResponse, Status>>,
+) {
+    let mut state = StreamState {
+        router: router.clone(),
+        client,
+        admission: None,
+        activation_id: None,
+        deferred: None,
+    };
+    while let Ok(Some(msg)) = inbound.message().await {
+        use processing_request::Request as R;
+        use processing_response::Response as P;
+        let reply = match msg.request {
+            Some(R::RequestHeaders(h)) => on_request_headers(&router, &h, &mut state, &tx).await,
+            Some(R::ResponseHeaders(h)) => on_response_headers(&router, &h, &mut state),
+            Some(R::RequestBody(b)) => {
+                on_request_body(b.body, b.end_of_stream, &mut state, &tx).await
+            }
+            Some(R::ResponseBody(_)) => response(P::ResponseBody(BodyResponse::default())),
+            Some(R::RequestTrailers(_)) => {
+                response(P::RequestTrailers(TrailersResponse::default()))
+            }
+            Some(R::ResponseTrailers(_)) => {
+                response(P::ResponseTrailers(TrailersResponse::default()))
+            }
+            None => continue,
+        };
+        if tx.send(Ok(reply)).await.is_err() {
+            break;
+        }
+    }
+    // Dropping `state` releases any slot still held (abort, reset, early end).
+}
+
+fn response(r: processing_response::Response) -> ProcessingResponse {
+    ProcessingResponse {
+        response: Some(r),
+        ..Default::default()
+    }
+}
+
+async fn on_request_headers(
+    router: &Router,
+    h: &HttpHeaders,
+    state: &mut StreamState,
+    tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
+) -> ProcessingResponse {
+    let empty = HeaderMap::default();
+    let map = h.headers.as_ref().unwrap_or(&empty);
+    let transaction_id = get(map, "x-request-id").unwrap_or_default().to_owned();
+    let head = RequestHead {
+        method: get(map, ":method").unwrap_or_default(),
+        path: get(map, ":path").unwrap_or_default(),
+        authorization: get(map, "authorization"),
+        content_length: get(map, "content-length").and_then(|v| v.trim().parse().ok()),
+    };
+    let decision = router.decide(&head);
+    // Non-blocking: answer 202 at once and run the activation from the router.
+    let accepted = match decision {
+        Decision::Sequence(s) => Accepted::Sequence(s),
+        Decision::Admitted(a) if !a.invocation.blocking => Accepted::Admitted(a),
+        Decision::Pending(p) if !p.invocation().blocking => Accepted::Pending(p),
+        d => return decide_blocking(router, d, map, &transaction_id, state, tx).await,
+    };
+    let deferred = Deferred {
+        accepted,
+        authorization: head.authorization.map(str::to_owned),
+        transaction_id,
+        body: Vec::new(),
+    };
+    if h.end_of_stream {
+        return start_deferred(deferred, state, tx).await;
+    }
+    state.deferred = Some(deferred);
+    // Ask Envoy for the (small, already size-checked) body.
+    ProcessingResponse {
+        response: Some(processing_response::Response::RequestHeaders(
+            HeadersResponse::default(),
+        )),
+        mode_override: Some(ProcessingMode {
+            request_body_mode: BodySendMode::Buffered as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn on_request_body(
+    chunk: Vec<u8>,
+    end: bool,
+    state: &mut StreamState,
+    tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
+) -> ProcessingResponse {
+    let Some(mut deferred) = state.deferred.take() else {
+        return response(processing_response::Response::RequestBody(
+            BodyResponse::default(),
+        ));
+    };
+    deferred.body.extend_from_slice(&chunk);
+    if end {
+        return start_deferred(deferred, state, tx).await;
+    }
+    state.deferred = Some(deferred);
+    response(processing_response::Response::RequestBody(
+        BodyResponse::default(),
+    ))
+}
+
+/// Runs what the router completes itself. A blocking sequence is awaited up to the caller's
+/// wait (then 202 while it goes on); everything else is answered `202 {"activationId"}` at once.
+async fn start_deferred(
+    deferred: Deferred,
+    state: &StreamState,
+    tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
+) -> ProcessingResponse {
+    let Deferred {
+        accepted,
+        authorization,
+        transaction_id,
+        body,
+    } = deferred;
+    let id = accepted.invocation().activation_id.clone();
+    let (router, client) = (state.router.clone(), state.client.clone());
+    match accepted {
+        Accepted::Sequence(seq) if seq.invocation.blocking => {
+            let result_only = seq.invocation.result;
+            let wait = Duration::from_millis(seq.invocation.deadline_ms.saturating_sub(now_ms()));
+            if tx
+                .send(Ok(hold_for(wait + Duration::from_secs(1))))
+                .await
+                .is_err()
+            {
+                return immediate(&Rejection::Internal, &transaction_id, None);
+            }
+            let run = tokio::spawn(async move {
+                let record = crate::sequence::run(
+                    &router,
+                    &client,
+                    &seq.invocation,
+                    Bytes::from(body),
+                    authorization,
+                    transaction_id,
+                )
+                .await;
+                drop(seq);
+                record
+            });
+            match tokio::time::timeout(wait, run).await {
+                Ok(Ok(record)) => {
+                    let (status, body) = crate::sequence::answer(&record, result_only);
+                    json_response(status, body, &id)
+                }
+                // The wait expired (the sequence goes on) or the task failed.
+                _ => accepted_response(&id),
+            }
+        }
+        accepted => {
+            tokio::spawn(run_in_background(
+                router,
+                client,
+                accepted,
+                Bytes::from(body),
+                authorization,
+                transaction_id,
+            ));
+            accepted_response(&id)
+        }
+    }
+}
+
+fn accepted_response(id: &str) -> ProcessingResponse {
+    let body = serde_json::json!({ "activationId": id }).to_string();
+    json_response(202, body, id)
+}
+
+/// An immediate JSON answer carrying the activation id.
+fn json_response(status: u16, body: String, id: &str) -> ProcessingResponse {
+    response(processing_response::Response::ImmediateResponse(
+        ImmediateResponse {
+            status: Some(HttpStatus {
+                code: status as i32,
+            }),
+            headers: Some(HeaderMutation {
+                set_headers: vec![
+                    raw("content-type", "application/json"),
+                    raw(ACTIVATION_ID_HEADER, id),
+                ],
+                remove_headers: vec![],
+            }),
+            body: body.into_bytes(),
+            details: "whisk_router_answered".to_owned(),
+            ..Default::default()
+        },
+    ))
+}
+
+/// Asks Envoy to wait longer than its per-message timeout for our next answer.
+fn hold_for(d: Duration) -> ProcessingResponse {
+    ProcessingResponse {
+        override_message_timeout: Some(protobuf::Duration {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A blocking invoke: routed through Envoy to the chosen container, after waiting if needed.
+async fn decide_blocking(
+    router: &Router,
+    decision: Decision,
+    map: &HeaderMap,
+    transaction_id: &str,
+    state: &mut StreamState,
+    tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
+) -> ProcessingResponse {
+    let transaction_id = transaction_id.to_owned();
+    let decision = match decision {
+        Decision::Pending(pending) => {
+            // Hold the request past Envoy's per-message timeout while we wait.
+            let hold = hold_for(pending.max_wait() + Duration::from_secs(1));
+            if tx.send(Ok(hold)).await.is_err() {
+                return immediate(&Rejection::Internal, &transaction_id, None);
+            }
+            match router.wait(pending).await {
+                Ok(a) => Decision::Admitted(a),
+                Err(r) => Decision::Rejected(r),
+            }
+        }
+        d => d,
+    };
+    match decision {
+        Decision::Admitted(admission) => {
+            let reply = route(map, &admission, &transaction_id);
+            state.activation_id = Some(admission.invocation.activation_id.clone());
+            state.admission = Some(admission);
+            reply
+        }
+        Decision::Rejected(r) => {
+            tracing::debug!(reason = r.reason(), "rejected");
+            immediate(&r, &transaction_id, None)
+        }
+        Decision::Pending(_) | Decision::Sequence(_) => {
+            immediate(&Rejection::Internal, &transaction_id, None)
+        }
+    }
+}
+
+/// Sends the request to the chosen container with the context it needs.
+fn route(map: &HeaderMap, admission: &Admission, transaction_id: &str) -> ProcessingResponse {
+    let set_headers: Vec<_> = context_headers(&admission.invocation, transaction_id)
+        .into_iter()
+        .map(|(k, v)| raw(k, v))
+        .collect();
+    let remove_headers = map
+        .headers
+        .iter()
+        .filter(|h| h.key.starts_with(CONTEXT_PREFIX))
+        .filter(|h| {
+            !set_headers
+                .iter()
+                .any(|s| s.header.as_ref().is_some_and(|sh| sh.key == h.key))
+        })
+        .map(|h| h.key.clone())
+        .collect();
+    let dst = Struct {
+        fields: [(
+            "dst".to_owned(),
+            Value {
+                kind: Some(Kind::StringValue(
+                    admission.slot.endpoint().address.to_string(),
+                )),
+            },
+        )]
+        .into(),
+    };
+    let metadata = Struct {
+        fields: [(
+            METADATA_NAMESPACE.to_owned(),
+            Value {
+                kind: Some(Kind::StructValue(dst)),
+            },
+        )]
+        .into(),
+    };
+    ProcessingResponse {
+        response: Some(processing_response::Response::RequestHeaders(
+            HeadersResponse {
+                response: Some(CommonResponse {
+                    header_mutation: Some(HeaderMutation {
+                        set_headers,
+                        remove_headers,
+                    }),
+                    ..Default::default()
+                }),
+            },
+        )),
+        dynamic_metadata: Some(metadata),
+        ..Default::default()
+    }
+}
+
+fn on_response_headers(
+    router: &Router,
+    h: &HttpHeaders,
+    state: &mut StreamState,
+) -> ProcessingResponse {
+    let empty = HeaderMap::default();
+    let map = h.headers.as_ref().unwrap_or(&empty);
+    let status: u16 = get(map, ":status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if let Some(admission) = state.admission.take() {
+        let endpoint = admission.slot.endpoint();
+        let from_proxy = get(map, ACTIVATION_ID_HEADER).is_some();
+        match status {
+            429 => {
+                let retry = get(map, "retry-after")
+                    .and_then(parse_retry_after)
+                    .unwrap_or(Duration::from_secs(1));
+                endpoint.open_for(retry);
+            }
+            502..=504 if !from_proxy => {
+                // Envoy's own reply: the container did not answer at all.
+                endpoint.open_for(CONNECT_FAILURE_BACKOFF);
+                router.control().report_unusable(
+                    endpoint.container_id.clone(),
+                    format!("upstream unreachable (status {status})"),
+                );
+            }
+            _ => {}
+        }
+        // `admission` drops here: container slot and namespace concurrency are released.
+    }
+    let set_headers = state
+        .activation_id
+        .as_deref()
+        .map(|id| vec![raw(ACTIVATION_ID_HEADER, id)])
+        .unwrap_or_default();
+    response(processing_response::Response::ResponseHeaders(
+        HeadersResponse {
+            response: Some(CommonResponse {
+                header_mutation: Some(HeaderMutation {
+                    set_headers,
+                    remove_headers: vec![],
+                }),
+                ..Default::default()
+            }),
+        },
+    ))
+}
+
+/// `Retry-After` as seconds or an HTTP-date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// An OpenWhisk-shaped answer straight from Envoy.
+fn immediate(
+    r: &Rejection,
+    transaction_id: &str,
+    activation_id: Option<&str>,
+) -> ProcessingResponse {
+    let mut headers = vec![raw("content-type", "application/json")];
+    if r.status() == 401 {
+        headers.push(raw("www-authenticate", WWW_AUTHENTICATE));
+    }
+    if let Some(secs) = r.retry_after_secs() {
+        headers.push(raw("retry-after", secs.to_string()));
+    }
+    if let Some(id) = activation_id {
+        headers.push(raw(ACTIVATION_ID_HEADER, id));
+    }
+    response(processing_response::Response::ImmediateResponse(
+        ImmediateResponse {
+            status: Some(HttpStatus {
+                code: r.status() as i32,
+            }),
+            headers: Some(HeaderMutation {
+                set_headers: headers,
+                remove_headers: vec![],
+            }),
+            body: r.body(transaction_id).into_bytes(),
+            details: format!("whisk_router_{}", r.reason()),
+            ..Default::default()
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_both_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,127 @@
+//! Wires the router together and serves it over TCP (gateway flavour) and/or a Unix domain
+//! socket (sidecar flavour, beside Envoy).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+
+use crate::control::{client::GrpcControlPlane, sync};
+use crate::domain::coldstart::ControlPlane;
+use crate::domain::pipeline::{PipelineConfig, Router};
+use crate::domain::tables::Tables;
+use crate::envoy::{extauthz::ExtAuthz, extproc::ExtProc};
+
+/// What to listen on and whom to follow.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Option<SocketAddr>,
+    pub uds: Option<PathBuf>,
+    /// HTTP address for health and readiness (`None`: no admin port).
+    pub admin: Option<SocketAddr>,
+    pub controlplane_url: String,
+    pub router_id: String,
+    pub pipeline: PipelineConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("nothing to listen on: give a TCP address or a socket path")]
+    NoListener,
+    #[error("control-plane address: {0}")]
+    ControlPlane(#[from] tonic::transport::Error),
+    #[error("listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running router.
+pub struct RouterHandle {
+    pub tcp_addr: Option<SocketAddr>,
+    pub uds_path: Option<PathBuf>,
+    pub admin_addr: Option<SocketAddr>,
+    pub router: Arc<Router>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RouterHandle {
+    /// Stops serving and following the control plane.
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Resolves when any serving task ends (which only happens on error).
+    pub async fn wait(&mut self) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        let tasks = std::mem::take(&mut self.tasks);
+        let (_, _, rest) = futures::future::select_all(tasks).await;
+        self.tasks = rest;
+    }
+}
+
+/// Binds, subscribes and serves in the background.
+pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
+    if config.listen.is_none() && config.uds.is_none() {
+        return Err(ServerError::NoListener);
+    }
+    let tables = Arc::new(Tables::default());
+    let control = GrpcControlPlane::new(&config.controlplane_url, config.router_id.clone())?;
+    let mut tasks = vec![tokio::spawn(sync::run(
+        control.client(),
+        tables.clone(),
+        config.router_id.clone(),
+    ))];
+    let control: Arc<dyn ControlPlane> = Arc::new(control);
+    let router = Arc::new(Router::new(tables.clone(), control, config.pipeline));
+    let mut admin_addr = None;
+    if let Some(addr) = config.admin {
+        let (bound, task) = crate::admin::start(addr, tables).await?;
+        admin_addr = Some(bound);
+        tasks.push(task);
+    }
+
+    let mut tcp_addr = None;
+    if let Some(addr) = config.listen {
+        let listener = TcpListener::bind(addr).await?;
+        tcp_addr = Some(listener.local_addr()?);
+        let incoming = TcpListenerStream::new(listener);
+        let svc = services(&router);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = svc.serve_with_incoming(incoming).await {
+                tracing::error!(error = %e, "gRPC server (tcp) failed");
+            }
+        }));
+    }
+    if let Some(path) = &config.uds {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        let incoming = UnixListenerStream::new(listener);
+        let svc = services(&router);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = svc.serve_with_incoming(incoming).await {
+                tracing::error!(error = %e, "gRPC server (uds) failed");
+            }
+        }));
+    }
+    Ok(RouterHandle {
+        tcp_addr,
+        uds_path: config.uds,
+        admin_addr,
+        router,
+        tasks,
+    })
+}
+
+fn services(router: &Arc<Router>) -> tonic::transport::server::Router {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(ExternalProcessorServer::new(ExtProc::new(router.clone())))
+        .add_service(AuthorizationServer::new(ExtAuthz::new(router.clone())))
+}

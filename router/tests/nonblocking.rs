@@ -1,0 +1,144 @@
+//! Non-blocking invokes: 202 at once, the activation run to completion by the router holding
+//! its slots, and moved to another container when one answers 429.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use whisk_proto::controlplane::v1 as pb;
+
+async fn fire(b: &Bench, name: &str, delay_ms: u64) -> reqwest::Response {
+    b.http
+        .post(b.url(&format!("/api/v1/namespaces/_/actions/{name}")))
+        .header("authorization", guest_auth())
+        .json(&serde_json::json!({ "delay_ms": delay_ms }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn answers_202_at_once_and_holds_concurrency_until_completion() {
+    let b = Bench::start().await;
+    let u = Upstream::start("a").await;
+    b.apply(pb::TableUpdate {
+        namespaces_upsert: vec![namespace("guest", 1000, 1)],
+        actions_upsert: vec![action("guest/a", 5)],
+        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 5)],
+        ..Default::default()
+    })
+    .await;
+    let started = Instant::now();
+    let r = fire(&b, "a", 2000).await;
+    assert_eq!(r.status(), 202);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered before the activation ended"
+    );
+    let id = r.headers()["x-openwhisk-activation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["activationId"], id.as_str());
+    // The activation still holds the namespace's only concurrency slot.
+    eventually("the container runs it", Duration::from_secs(5), || async {
+        u.active.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let r = b.invoke("a").await;
+    assert_eq!(r.status(), 429);
+    // Once it completes, the slot is free again.
+    eventually(
+        "slot released after completion",
+        Duration::from_secs(10),
+        || async { b.invoke("a").await.status() == 200 },
+    )
+    .await;
+    assert_eq!(u.requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn the_router_runs_it_as_a_blocking_call_with_the_body() {
+    let b = Bench::start().await;
+    let u = Upstream::start("a").await;
+    b.apply(pb::TableUpdate {
+        actions_upsert: vec![action("guest/a", 1)],
+        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 1)],
+        ..Default::default()
+    })
+    .await;
+    let r = fire(&b, "a", 0).await;
+    assert_eq!(r.status(), 202);
+    let id = r.headers()["x-openwhisk-activation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    eventually("the container got it", Duration::from_secs(5), || async {
+        u.requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let last = u.last.lock().unwrap().clone();
+    assert_eq!(last["body"], serde_json::json!({ "delay_ms": 0 }));
+    assert_eq!(last["headers"]["x-whisk-blocking"], "true");
+    assert_eq!(last["headers"]["x-whisk-activation-id"], id.as_str());
+    assert_eq!(last["headers"]["x-whisk-action"], "guest/a");
+    assert_eq!(last["headers"]["authorization"], guest_auth().as_str());
+}
+
+#[tokio::test]
+async fn a_container_answering_429_does_not_fail_the_activation() {
+    let b = Bench::start().await;
+    let busy = Upstream::always("busy", 429, "30").await;
+    let free = Upstream::start("free").await;
+    b.apply(pb::TableUpdate {
+        actions_upsert: vec![action("guest/a", 1)],
+        endpoints_upsert: vec![
+            endpoint("c-busy", "guest/a", busy.addr, 1),
+            endpoint("c-free", "guest/a", free.addr, 1),
+        ],
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..4 {
+        assert_eq!(fire(&b, "a", 0).await.status(), 202);
+    }
+    eventually(
+        "all four ran on the free container",
+        Duration::from_secs(10),
+        || async { free.requests.load(Ordering::SeqCst) == 4 },
+    )
+    .await;
+    // The busy one was tried at most once: its breaker stays open for its Retry-After.
+    assert!(busy.requests.load(Ordering::SeqCst) <= 1);
+}
+
+#[tokio::test]
+async fn when_every_container_refuses_a_cold_start_serves_it() {
+    let b = Bench::start().await;
+    let busy = Upstream::always("busy", 429, "30").await;
+    let fresh = Upstream::start("fresh").await;
+    b.apply(pb::TableUpdate {
+        actions_upsert: vec![action("guest/a", 1)],
+        endpoints_upsert: vec![endpoint("c-busy", "guest/a", busy.addr, 1)],
+        ..Default::default()
+    })
+    .await;
+    b.cp.plan_cold_start(
+        "guest/a",
+        ColdPlan {
+            delay: Duration::from_millis(100),
+            endpoint: endpoint("c-fresh", "guest/a", fresh.addr, 1),
+        },
+    );
+    assert_eq!(fire(&b, "a", 0).await.status(), 202);
+    eventually(
+        "the cold-started container ran it",
+        Duration::from_secs(10),
+        || async { fresh.requests.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    assert_eq!(b.cp.cold_starts.load(Ordering::SeqCst), 1);
+}
