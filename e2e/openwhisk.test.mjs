@@ -138,3 +138,20 @@ test('a namespace over its limits gets 429 with OpenWhisk text and Retry-After',
   assert.match(body.error, /^Too many requests in the last minute \(count: \d+, allowed: 2\)\.$/);
   await assert.rejects(lim.actions.invoke({ name: 'quick', blocking: true }), (err) => err.statusCode === 429);
 });
+
+test('a sequence created with the JS client chains its components', async () => {
+  await ow.actions.create({ name: 'inc', action: 'function main(p) { return { n: (p.n || 0) + 1 }; }' });
+  await ow.actions.create({ name: 'twice', action: 'function main(p) { return { n: p.n * 2 }; }' });
+  await ow.actions.create({ name: 'incTwice', sequence: ['inc', 'twice', 'inc'] });
+  const got = await ow.actions.get({ name: 'incTwice' });
+  assert.equal(got.exec.kind, 'sequence');
+  assert.deepEqual(await ow.actions.invoke({ name: 'incTwice', blocking: true, result: true, params: { n: 1 } }), { n: 5 });
+  const activation = await ow.actions.invoke({ name: 'incTwice', blocking: true, params: { n: 2 } });
+  assert.deepEqual(activation.response.result, { n: 7 });
+  assert.equal(activation.logs.length, 3);
+  // The sequence's record and its components' records are stored.
+  const stored = await eventually('sequence record', () => ow.activations.get({ name: activation.activationId }));
+  assert.deepEqual(stored.logs, activation.logs);
+  const first = await eventually('component record', () => ow.activations.get({ name: activation.logs[0] }));
+  assert.equal(first.cause, activation.activationId);
+});

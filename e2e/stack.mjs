@@ -11,8 +11,9 @@ export const GUEST_KEY =
 const WHISK = process.env.WHISK_BIN ?? new URL('../target/debug/whisk', import.meta.url).pathname;
 
 /** Starts `whisk up --port 0`; resolves once it prints its ready line. */
-export async function startStack({ flavour = 'gateway' } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'whisk-e2e-'));
+export async function startStack({ flavour = 'gateway', dataDir, keepData = false } = {}) {
+  const owned = !dataDir;
+  dataDir ??= mkdtempSync(join(tmpdir(), 'whisk-e2e-'));
   const args = ['up', '--port', '0', '--data-dir', dataDir, '--flavour', flavour];
   if (process.env.WHISK_ENVOY) args.push('--envoy', process.env.WHISK_ENVOY);
   const child = spawn(WHISK, args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -39,7 +40,7 @@ export async function startStack({ flavour = 'gateway' } = {}) {
       const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       await exited;
       clearTimeout(killer);
-      rmSync(dataDir, { recursive: true, force: true });
+      if (owned && !keepData) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -69,9 +69,32 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        tracing::info!(router_id = %request.get_ref().router_id, "router subscribed");
-        let stream = self.plane.hub.subscribe().map(|u| Ok((*u).clone()));
+        let router_id = request.into_inner().router_id;
+        tracing::info!(router_id = %router_id, "router subscribed");
+        let hub = self.plane.hub.clone();
+        hub.acks.connected(&router_id);
+        // Unregisters the router's acknowledgements when its stream ends.
+        struct Connected(Arc<crate::push::PushHub>, String);
+        impl Drop for Connected {
+            fn drop(&mut self) {
+                self.0.acks.disconnected(&self.1);
+            }
+        }
+        let guard = Connected(hub.clone(), router_id);
+        let stream = hub.subscribe().map(move |u| {
+            let _ = &guard;
+            Ok((*u).clone())
+        });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<pb::AcknowledgeRequest>,
+    ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
+        let req = request.into_inner();
+        self.plane.hub.acks.ack(&req.router_id, req.revision);
+        Ok(Response::new(pb::AcknowledgeResponse {}))
     }
 
     async fn cold_start(

@@ -5,6 +5,7 @@
 //! the bound addresses and stops everything (including every process it started) on
 //! [`ControlPlaneHandle::shutdown`] or drop.
 
+pub mod acks;
 pub mod admin;
 pub mod api;
 pub mod backend;
@@ -199,7 +200,10 @@ pub async fn start_with_backend(
     }));
 
     let app =
-        api::with_transactions(api::router(plane.clone()).merge(admin::router(plane.clone())));
+        api::with_write_barrier(
+            api::with_transactions(api::router(plane.clone()).merge(admin::router(plane.clone()))),
+            plane.hub.clone(),
+        );
     let mut http_stop = stop.subscribe();
     servers.push(tokio::spawn(async move {
         let result = axum::serve(http_listener, app)

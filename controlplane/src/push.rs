@@ -129,6 +129,8 @@ struct HubState {
 
 /// The broadcast hub every router subscribes to.
 pub struct PushHub {
+    /// What each subscribed router has applied (read your writes).
+    pub acks: crate::acks::Acks,
     state: Mutex<HubState>,
     tx: broadcast::Sender<Arc<pb::TableUpdate>>,
     wake: Notify,
@@ -141,6 +143,7 @@ impl PushHub {
         let (tx, _) = broadcast::channel(buffer.max(1));
         let (shutdown, _) = watch::channel(false);
         Arc::new(Self {
+            acks: crate::acks::Acks::default(),
             state: Mutex::new(HubState {
                 revision: 0,
                 tables: Tables::default(),
@@ -168,6 +171,11 @@ impl PushHub {
                 }
             }
         })
+    }
+
+    /// Revision of the last update sent.
+    pub fn revision(&self) -> u64 {
+        self.lock().revision
     }
 
     /// Send whatever is pending as one delta (revision + 1).

@@ -29,9 +29,9 @@ struct Args {
     /// The control plane's gRPC URL, e.g. http://127.0.0.1:7001.
     #[arg(long, env = "WHISK_CONTROLPLANE")]
     controlplane: String,
-    /// Name of this router in the control plane's logs.
-    #[arg(long, env = "WHISK_ROUTER_ID", default_value = "router")]
-    router_id: String,
+    /// Name of this router, unique per process (default: router-<pid>-<random>).
+    #[arg(long, env = "WHISK_ROUTER_ID")]
+    router_id: Option<String>,
     /// With every container busy, how long to wait for a slot before asking for another one (ms).
     #[arg(long, default_value_t = 100)]
     busy_wait_ms: u64,
@@ -64,7 +64,9 @@ async fn main() -> anyhow::Result<()> {
         uds: args.uds.clone(),
         admin: Some(args.admin),
         controlplane_url: args.controlplane.clone(),
-        router_id: args.router_id.clone(),
+        router_id: args.router_id.clone().unwrap_or_else(|| {
+            format!("router-{}-{:08x}", std::process::id(), rand::random::<u32>())
+        }),
         pipeline: PipelineConfig {
             wait: WaitPolicy {
                 busy_wait: Duration::from_millis(args.busy_wait_ms),

@@ -57,6 +57,12 @@ impl ControlPlane for Svc {
     ) -> Result<Response<ColdStartResponse>, Status> {
         Err(Status::unimplemented("stub"))
     }
+    async fn acknowledge(
+        &self,
+        _: Request<whisk_proto::controlplane::v1::AcknowledgeRequest>,
+    ) -> Result<Response<whisk_proto::controlplane::v1::AcknowledgeResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
     async fn report_traffic(
         &self,
         _: Request<ReportTrafficRequest>,

@@ -154,6 +154,31 @@ pub fn router(plane: AppState) -> Router {
         .with_state(plane)
 }
 
+/// How long a write waits for the routers to apply it.
+pub const WRITE_BARRIER: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Makes successful writes (anything but GET/HEAD) answer only once every connected router has
+/// applied them (see [`crate::acks`]).
+pub fn with_write_barrier(router: Router, hub: Arc<crate::push::PushHub>) -> Router {
+    router.layer(middleware::from_fn(
+        move |req: axum::extract::Request, next: middleware::Next| {
+            let hub = hub.clone();
+            async move {
+                let write = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+                let resp = next.run(req).await;
+                if write && resp.status().is_success() {
+                    hub.flush();
+                    let revision = hub.revision();
+                    if !hub.acks.wait_for(revision, WRITE_BARRIER).await {
+                        tracing::warn!(revision, "not every router applied the write in time");
+                    }
+                }
+                resp
+            }
+        },
+    ))
+}
+
 /// Wrap a router (the API plus admin) in the transaction middleware.
 pub fn with_transactions(router: Router) -> Router {
     router.layer(middleware::from_fn(transaction))

@@ -4,21 +4,30 @@
 //! broken stream means resubscribing, which starts with a fresh snapshot, so the router never
 //! misses a change. While disconnected the router keeps serving from the tables it has: the warm
 //! path does not depend on the control plane being up.
+//!
+//! Every applied revision is acknowledged (coalesced: only the latest is sent), so the control
+//! plane can answer a management write once every router has it (read your writes).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tonic::transport::Channel;
-use whisk_proto::controlplane::v1::{SubscribeRequest, control_plane_client::ControlPlaneClient};
+use whisk_proto::controlplane::v1::{
+    AcknowledgeRequest, SubscribeRequest, control_plane_client::ControlPlaneClient,
+};
 
 use super::convert;
 use crate::domain::tables::Tables;
 
 /// Runs forever (until the task is aborted).
 pub async fn run(mut client: ControlPlaneClient<Channel>, tables: Arc<Tables>, router_id: String) {
+    let (applied, to_ack) = watch::channel(0u64);
+    let acker = tokio::spawn(acknowledge(client.clone(), router_id.clone(), to_ack));
+    let _stop_acker = AbortOnDrop(acker);
     let mut backoff = Duration::from_millis(50);
     loop {
-        match subscribe_once(&mut client, &tables, &router_id).await {
+        match subscribe_once(&mut client, &tables, &router_id, &applied).await {
             Ok(()) => tracing::warn!("control-plane stream ended; resubscribing"),
             Err(e) => tracing::warn!(error = %e, "control-plane subscription failed; retrying"),
         }
@@ -26,6 +35,32 @@ pub async fn run(mut client: ControlPlaneClient<Channel>, tables: Arc<Tables>, r
         backoff = (backoff * 2).min(Duration::from_secs(2));
         if tables.is_ready() {
             backoff = backoff.min(Duration::from_millis(200));
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends the latest applied revision whenever it changes.
+async fn acknowledge(
+    mut client: ControlPlaneClient<Channel>,
+    router_id: String,
+    mut applied: watch::Receiver<u64>,
+) {
+    while applied.changed().await.is_ok() {
+        let revision = *applied.borrow_and_update();
+        let req = AcknowledgeRequest {
+            router_id: router_id.clone(),
+            revision,
+        };
+        if let Err(status) = client.acknowledge(req).await {
+            tracing::debug!(%status, revision, "acknowledge failed");
         }
     }
 }
@@ -42,6 +77,7 @@ async fn subscribe_once(
     client: &mut ControlPlaneClient<Channel>,
     tables: &Tables,
     router_id: &str,
+    applied: &watch::Sender<u64>,
 ) -> Result<(), SyncError> {
     let mut stream = client
         .subscribe(SubscribeRequest {
@@ -72,6 +108,7 @@ async fn subscribe_once(
         last = Some(update.revision);
         let snapshot = update.snapshot;
         tables.apply(convert::update(update));
+        applied.send_replace(tables.revision());
         if snapshot {
             let (ns, ids, actions, endpoints) = tables.counts();
             tracing::info!(

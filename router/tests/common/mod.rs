@@ -226,6 +226,13 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
         }))
     }
 
+    async fn acknowledge(
+        &self,
+        _: Request<pb::AcknowledgeRequest>,
+    ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
     async fn report_traffic(
         &self,
         request: Request<pb::ReportTrafficRequest>,
