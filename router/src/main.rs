@@ -65,7 +65,11 @@ async fn main() -> anyhow::Result<()> {
         admin: Some(args.admin),
         controlplane_url: args.controlplane.clone(),
         router_id: args.router_id.clone().unwrap_or_else(|| {
-            format!("router-{}-{:08x}", std::process::id(), rand::random::<u32>())
+            format!(
+                "router-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )
         }),
         pipeline: PipelineConfig {
             wait: WaitPolicy {
