@@ -97,7 +97,10 @@ mod tests {
     #[tokio::test]
     async fn waits_for_every_connected_router() {
         let acks = std::sync::Arc::new(Acks::default());
-        assert!(acks.wait_for(5, Duration::from_millis(1)).await, "no routers: nothing to wait for");
+        assert!(
+            acks.wait_for(5, Duration::from_millis(1)).await,
+            "no routers: nothing to wait for"
+        );
         acks.connected("a");
         acks.connected("b");
         acks.ack("a", 5);

@@ -199,11 +199,10 @@ pub async fn start_with_backend(
         }
     }));
 
-    let app =
-        api::with_write_barrier(
-            api::with_transactions(api::router(plane.clone()).merge(admin::router(plane.clone()))),
-            plane.hub.clone(),
-        );
+    let app = api::with_write_barrier(
+        api::with_transactions(api::router(plane.clone()).merge(admin::router(plane.clone()))),
+        plane.hub.clone(),
+    );
     let mut http_stop = stop.subscribe();
     servers.push(tokio::spawn(async move {
         let result = axum::serve(http_listener, app)

@@ -164,7 +164,10 @@ pub fn with_write_barrier(router: Router, hub: Arc<crate::push::PushHub>) -> Rou
         move |req: axum::extract::Request, next: middleware::Next| {
             let hub = hub.clone();
             async move {
-                let write = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+                let write = !matches!(
+                    *req.method(),
+                    axum::http::Method::GET | axum::http::Method::HEAD
+                );
                 let resp = next.run(req).await;
                 if write && resp.status().is_success() {
                     hub.flush();
