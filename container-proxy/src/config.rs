@@ -39,4 +39,7 @@ pub struct Config {
     /// Exported to actions as `__OW_API_HOST`.
     #[arg(long)]
     pub api_host: Option<String>,
+    /// Logs and traces (`--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`).
+    #[command(flatten)]
+    pub telemetry: whisk_telemetry::TelemetryArgs,
 }

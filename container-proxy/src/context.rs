@@ -15,7 +15,9 @@ pub enum ContextError {
 }
 
 /// Everything the proxy needs to know about one invoke besides its parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` is written by hand so the API key never reaches a log line.
+#[derive(Clone, PartialEq, Eq)]
 pub struct InvokeContext {
     pub activation_id: String,
     pub transaction_id: String,
@@ -87,6 +89,26 @@ pub fn decode_basic(authorization: &str) -> Option<String> {
         .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     text.contains(':').then_some(text)
+}
+
+impl std::fmt::Debug for InvokeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvokeContext")
+            .field("activation_id", &self.activation_id)
+            .field("transaction_id", &self.transaction_id)
+            .field("namespace", &self.namespace)
+            .field("subject", &self.subject)
+            .field("action", &self.action)
+            .field("action_revision", &self.action_revision)
+            .field("blocking", &self.blocking)
+            .field("result_only", &self.result_only)
+            .field("deadline_ms", &self.deadline_ms)
+            .field("received_at_ms", &self.received_at_ms)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("traceparent", &self.traceparent)
+            .field("cause", &self.cause)
+            .finish()
+    }
 }
 
 impl InvokeContext {
@@ -169,6 +191,7 @@ mod tests {
         assert!(ctx.blocking);
         assert!(!ctx.result_only);
         assert_eq!(ctx.api_key.as_deref(), Some("uuid:key"));
+        assert!(!format!("{ctx:?}").contains("uuid:key"));
         assert_eq!(ctx.action_revision, Some(3));
         assert_eq!(ctx.received_at_ms, 1_700_000_000_000);
     }

@@ -15,6 +15,7 @@ pub mod context;
 pub mod executor;
 pub mod launchers;
 pub mod logs;
+pub mod metrics;
 pub mod params;
 pub mod proxy;
 pub mod record;

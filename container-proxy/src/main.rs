@@ -1,5 +1,6 @@
 //! `whisk-container-proxy`: binds, prints `WHISK_PROXY_LISTENING <ip:port>` on stdout (Contract 3),
-//! serves until SIGTERM/SIGINT, then stops its launcher processes. Logs go to stderr.
+//! serves until SIGTERM/SIGINT, then stops its launcher processes. Logs go to stderr (JSON lines
+//! with `--log-json`); spans go to an OTLP collector with `--otlp-endpoint`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -32,15 +33,13 @@ async fn stop_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let config = Config::parse();
+    let telemetry = whisk_telemetry::init_tracing(
+        "whisk-container-proxy",
+        config.telemetry.log_json,
+        config.telemetry.otlp(),
+    )
+    .context("setting up logs and traces")?;
     let proxy = Proxy::start(&config, |k| std::env::var(k).ok())
         .await
         .context("starting the proxy")?;
@@ -65,5 +64,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in time");
     }
     proxy.shutdown().await;
+    // Export the last spans before exiting.
+    drop(telemetry);
     Ok(())
 }

@@ -4,11 +4,20 @@
 //! An invoke is admitted (or refused with 429), then runs in its own task: the caller gets
 //! `202 {"activationId"}` at once when non-blocking, or when its wait (`x-whisk-deadline`)
 //! expires, and the activation goes on and is reported either way.
+//!
+//! Each invoke runs in an `activation` span (OpenTelemetry server span named after the action,
+//! with `faas.*` attributes) that continues the caller's `traceparent`; its `run` child's context
+//! is what the action sees as `TRACEPARENT`, and the first activation after an init gets an
+//! `init` child covering that init (`faas.coldstart = true`).
 
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
+use opentelemetry::KeyValue;
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
+use tracing::field::Empty;
+use whisk_telemetry::opentelemetry;
 
 use crate::action::ActionSpec;
 use crate::activation::{execute, now_ms};
@@ -18,6 +27,7 @@ use crate::context::{InvokeContext, is_activation_id};
 use crate::executor::http::{HttpError, HttpExecutor};
 use crate::executor::local::{LocalError, LocalExecutor};
 use crate::executor::{Executor, InitError, InitPayload};
+use crate::metrics::ProxyMetrics;
 use crate::params::{merge, parse_payload};
 use crate::record::ActivationRecord;
 use crate::report::Reporter;
@@ -64,12 +74,20 @@ impl Answer {
     }
 }
 
+/// When an init ran, taken by the first activation after it (`initTime`, the `init` span).
+#[derive(Debug, Clone, Copy)]
+struct InitTiming {
+    ms: u64,
+    start: SystemTime,
+    end: SystemTime,
+}
+
 /// The initialised action and everything that lives as long as it.
 struct Ready {
     action: ActionSpec,
     admission: Admission,
-    /// Taken by the first activation after init (`initTime`).
-    init_time_ms: Mutex<Option<u64>>,
+    /// Taken by the first activation after init.
+    init_timing: Mutex<Option<InitTiming>>,
     /// Set when an env-baked action failed to initialise: every invoke is that developer error.
     init_error: Option<String>,
 }
@@ -81,6 +99,7 @@ pub struct Proxy {
     reporter: Reporter,
     ready: RwLock<Option<Arc<Ready>>>,
     init_lock: tokio::sync::Mutex<()>,
+    metrics: ProxyMetrics,
 }
 
 fn random_id() -> String {
@@ -119,6 +138,13 @@ impl Proxy {
             reporter,
             ready: RwLock::new(None),
             init_lock: tokio::sync::Mutex::new(()),
+            metrics: ProxyMetrics::new(),
+        });
+        let weak: Weak<Proxy> = Arc::downgrade(&proxy);
+        proxy.metrics.registry.on_scrape(move || {
+            if let Some(p) = weak.upgrade() {
+                p.refresh_gauges();
+            }
         });
         if let Some(action) = env_action {
             match proxy.initialise(action.clone(), Map::new()).await {
@@ -136,11 +162,16 @@ impl Proxy {
         self.ready.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set_ready(&self, action: ActionSpec, init_time: Option<u64>, init_error: Option<String>) {
+    fn set_ready(
+        &self,
+        action: ActionSpec,
+        init_timing: Option<InitTiming>,
+        init_error: Option<String>,
+    ) {
         let ready = Ready {
             admission: Admission::new(action.limits.concurrency),
             action,
-            init_time_ms: Mutex::new(init_time),
+            init_timing: Mutex::new(init_timing),
             init_error,
         };
         *self.ready.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(ready));
@@ -182,9 +213,17 @@ impl Proxy {
             timeout: Duration::from_millis(action.limits.timeout),
         };
         let started = Instant::now();
-        self.executor.init(payload).await?;
-        let init_ms = started.elapsed().as_millis() as u64;
-        self.set_ready(action, Some(init_ms), None);
+        let start = SystemTime::now();
+        let result = self.executor.init(payload).await;
+        let elapsed = started.elapsed();
+        self.metrics.init_duration.observe(elapsed.as_secs_f64());
+        result?;
+        let timing = InitTiming {
+            ms: elapsed.as_millis() as u64,
+            start,
+            end: SystemTime::now(),
+        };
+        self.set_ready(action, Some(timing), None);
         Ok(())
     }
 
@@ -244,6 +283,41 @@ impl Proxy {
         }
     }
 
+    /// The proxy's metrics (rendered at `/metrics`).
+    pub fn metrics(&self) -> &ProxyMetrics {
+        &self.metrics
+    }
+
+    /// Sets the gauges that mirror admission state (before each scrape).
+    fn refresh_gauges(&self) {
+        let (in_flight, queued, capacity) = match self.ready() {
+            Some(r) => (
+                r.admission.in_flight(),
+                r.admission.queued(),
+                r.admission.capacity(),
+            ),
+            None => (0, 0, 0),
+        };
+        let m = &self.metrics;
+        m.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        m.queue_length
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        m.capacity.set(i64::try_from(capacity).unwrap_or(i64::MAX));
+    }
+
+    /// `/readyz`: a stem cell or an initialised action can take work; an action whose init
+    /// failed cannot.
+    pub fn readiness(&self) -> Result<(), String> {
+        match self.ready() {
+            Some(r) => match &r.init_error {
+                Some(e) => Err(format!("init failed: {e}")),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
     /// Reports dropped because the report buffer was full.
     pub fn dropped_reports(&self) -> u64 {
         self.reporter.dropped()
@@ -259,7 +333,31 @@ impl Proxy {
             .map(str::trim)
             .filter(|id| is_activation_id(id))
             .map(str::to_string);
-        let answer = self.invoke_inner(&get, body).await;
+        let action = get("x-whisk-action")
+            .map(|a| a.trim().trim_start_matches('/'))
+            .filter(|a| !a.is_empty());
+        // OpenTelemetry FaaS server span, named after the function (semantic conventions).
+        let span = tracing::info_span!(
+            "activation",
+            otel.name = action.unwrap_or("activation"),
+            otel.kind = "server",
+            faas.trigger = "http",
+            faas.invocation_id = id_header.as_deref().unwrap_or_default(),
+            faas.name = action.unwrap_or_default(),
+            faas.version = Empty,
+            faas.coldstart = Empty,
+            whisk.namespace = get("x-whisk-namespace").map(str::trim).unwrap_or_default(),
+            whisk.transaction_id = get("x-whisk-transaction-id")
+                .map(str::trim)
+                .unwrap_or_default(),
+            http.response.status_code = Empty,
+        );
+        whisk_telemetry::set_parent_from_traceparent(&span, get("traceparent"), get("tracestate"));
+        let answer = self
+            .invoke_inner(&get, body, &span)
+            .instrument(span.clone())
+            .await;
+        span.record("http.response.status_code", answer.status);
         match id_header {
             Some(id) => answer.with_header("x-openwhisk-activation-id", id),
             None => answer,
@@ -270,6 +368,7 @@ impl Proxy {
         self: &Arc<Self>,
         get: &impl Fn(&str) -> Option<&'a str>,
         body: &[u8],
+        span: &tracing::Span,
     ) -> Answer {
         let ctx = match InvokeContext::parse(get) {
             Ok(ctx) => ctx,
@@ -302,6 +401,11 @@ impl Proxy {
         let ticket = match ready.admission.try_admit() {
             Ok(t) => t,
             Err(rejected) => {
+                self.metrics.too_many_requests.inc();
+                tracing::info!(
+                    retry_after = rejected.retry_after_secs,
+                    "refused: at capacity"
+                );
                 let adm = &ready.admission;
                 let msg = format!(
                     "Too many concurrent requests in flight (count: {}, allowed: {}).",
@@ -315,30 +419,62 @@ impl Proxy {
         let (tx, rx) = tokio::sync::oneshot::channel::<ActivationRecord>();
         let proxy = self.clone();
         let task_ready = ready.clone();
-        let task_ctx = ctx.clone();
-        tokio::spawn(async move {
+        let mut task_ctx = ctx.clone();
+        let task_span = span.clone();
+        span.record("faas.version", ready.action.version.as_str());
+        let admitted = Instant::now();
+        let task = async move {
             let permit = ticket.wait().await;
+            proxy
+                .metrics
+                .queue_wait
+                .observe(admitted.elapsed().as_secs_f64());
             let started = Instant::now();
-            let init_time = task_ready
-                .init_time_ms
+            let init_timing = task_ready
+                .init_timing
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
+            task_span.record("faas.coldstart", init_timing.is_some());
+            if let Some(t) = init_timing {
+                whisk_telemetry::record_child_span(
+                    &task_span,
+                    "init",
+                    t.start,
+                    t.end,
+                    vec![KeyValue::new("faas.coldstart", true)],
+                );
+            }
+            let run_span = tracing::info_span!("run");
+            // The action continues the trace from the proxy's own `run` span.
+            if let Some(tp) = whisk_telemetry::traceparent_of(&run_span) {
+                task_ctx.traceparent = Some(tp);
+            }
             let record = execute(
                 &task_ready.action,
                 proxy.executor.as_ref(),
                 task_ready.init_error.as_deref(),
-                init_time,
+                init_timing.map(|t| t.ms),
                 &task_ctx,
                 value,
             )
+            .instrument(run_span)
             .await;
-            permit.finish(started.elapsed());
+            let ran = started.elapsed();
+            permit.finish(ran);
+            let status_code = record.stored()["response"]["statusCode"].as_u64();
+            proxy.metrics.activation_finished(status_code, ran);
+            tracing::info!(
+                status = crate::metrics::status_label(status_code),
+                duration_ms = ran.as_millis() as u64,
+                "activation finished"
+            );
             proxy
                 .reporter
                 .activation(record.activation_id(), record.stored().to_string());
             let _ = tx.send(record);
-        });
+        };
+        tokio::spawn(task.instrument(span.clone()));
         let accepted = || Answer::json(202, json!({"activationId": ctx.activation_id}));
         if !ctx.blocking {
             return accepted();

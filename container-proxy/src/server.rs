@@ -1,4 +1,5 @@
-//! The HTTP front of the proxy (axum): routes `/_whisk/init`, `/_whisk/health` and every other
+//! The HTTP front of the proxy (axum): routes `/_whisk/init`, `/_whisk/health`, `/metrics`,
+//! `/healthz`, `/readyz` and every other
 //! `POST` (an invoke) to [`Proxy`], and writes its [`Answer`]s with `content-type:
 //! application/json`.
 
@@ -92,13 +93,21 @@ async fn other(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
     respond(answer)
 }
 
-/// The proxy's routes.
+/// The proxy's routes, plus `/metrics`, `/healthz` (live) and `/readyz` (stem cell or initialised
+/// without error) from `whisk-telemetry`. Envoy routes only `/api/v1/...` invokes here, so these
+/// are reached by the control plane and scrapers on the pod network only.
 pub fn router(proxy: Arc<Proxy>) -> Router {
+    let ready_proxy = proxy.clone();
+    let admin = whisk_telemetry::admin_routes(
+        proxy.metrics().registry.clone(),
+        Arc::new(move || ready_proxy.readiness()),
+    );
     Router::new()
         .route("/_whisk/health", get(health))
         .route("/_whisk/init", post(init))
         .fallback(other)
         .with_state(proxy)
+        .merge(admin)
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.

@@ -67,6 +67,9 @@ pub struct ControlPlaneArgs {
     /// Highest limits.concurrency an action may set.
     #[arg(long, default_value_t = 1)]
     pub max_action_concurrency: u32,
+    /// Logs and traces; passed on to every container proxy started.
+    #[command(flatten)]
+    pub telemetry: whisk_telemetry::TelemetryArgs,
 }
 
 impl ControlPlaneArgs {
@@ -85,6 +88,7 @@ impl ControlPlaneArgs {
         c.max_concurrent_starts = self.max_concurrent_starts;
         c.activations_per_namespace = self.activations_per_namespace;
         c.max_action_concurrency = self.max_action_concurrency;
+        c.proxy_args = self.telemetry.to_args();
         Ok(c)
     }
 }

@@ -2,6 +2,10 @@
 //! cell of the action's kind is initialised when there is one, otherwise a fresh unit is started.
 //! Concurrent requests for the same revision share one start; starts are bounded; each caller's
 //! deadline is honoured without cancelling the start others may still want.
+//!
+//! Each actual start runs in a `cold_start` span (child of the first caller's span, so of the
+//! router's trace when its request carried a `traceparent`) and is counted in the metrics with
+//! its outcome, its source (stem cell or new container) and, when it succeeds, its duration.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +13,8 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use serde_json::{Value, json};
+use tracing::Instrument;
+use tracing::field::Empty;
 use whisk_proto::controlplane::v1 as pb;
 
 use crate::backend::{InitError, UnitSpec};
@@ -54,16 +60,22 @@ impl Plane {
         let action = match self.store.get_action(fqn) {
             Ok(Some(a)) => a,
             Ok(None) => {
-                return Err(ColdStartError::UnknownAction(format!(
+                let err = ColdStartError::UnknownAction(format!(
                     "The requested resource '{fqn}' does not exist."
-                )));
+                ));
+                self.metrics
+                    .cold_start_finished(Err(&err), "none", Duration::ZERO);
+                return Err(err);
             }
             Err(e) => return Err(ColdStartError::StartFailed(e.to_string())),
         };
         if action.exec.is_sequence() {
-            return Err(ColdStartError::UnknownAction(format!(
+            let err = ColdStartError::UnknownAction(format!(
                 "'{fqn}' is a sequence: its components are started, not the sequence"
-            )));
+            ));
+            self.metrics
+                .cold_start_finished(Err(&err), "none", Duration::ZERO);
+            return Err(err);
         }
         let key = format!("{fqn}#{}", action.revision);
         let shared = {
@@ -73,15 +85,29 @@ impl Plane {
                 None => {
                     let plane = self.clone();
                     let task_key = key.clone();
-                    let handle = tokio::spawn(async move {
-                        let result = plane.clone().start_for(action).await;
-                        plane
-                            .inflight
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&task_key);
-                        result
-                    });
+                    let span = tracing::info_span!(
+                        "cold_start",
+                        faas.name = %fqn,
+                        faas.version = %action.version,
+                        faas.coldstart = true,
+                        whisk.action_revision = action.revision,
+                        whisk.kind = %action.exec.kind,
+                        whisk.container_id = Empty,
+                        whisk.source = Empty,
+                        whisk.outcome = Empty,
+                    );
+                    let handle = tokio::spawn(
+                        async move {
+                            let result = plane.clone().start_for(action).await;
+                            plane
+                                .inflight
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&task_key);
+                            result
+                        }
+                        .instrument(span),
+                    );
                     let fut: BoxFuture<'static, Result<pb::Endpoint, ColdStartError>> =
                         async move {
                             handle.await.unwrap_or_else(|e| {
@@ -143,7 +169,41 @@ impl Plane {
         result
     }
 
+    /// One start, measured: counted by outcome and source, timed when it succeeds, and its
+    /// outcome recorded on the current (`cold_start`) span.
     async fn start_for(self: Arc<Self>, action: ActionDoc) -> Result<pb::Endpoint, ColdStartError> {
+        let began = Instant::now();
+        let mut source = "none";
+        let result = self.clone().start_for_inner(action, &mut source).await;
+        let took = began.elapsed();
+        self.metrics
+            .cold_start_finished(result.as_ref().map(|_| ()), source, took);
+        let span = tracing::Span::current();
+        span.record("whisk.source", source);
+        span.record(
+            "whisk.outcome",
+            crate::metrics::outcome_label(&result.as_ref().map(|_| ())),
+        );
+        match &result {
+            Ok(ep) => {
+                span.record("whisk.container_id", ep.container_id.as_str());
+                tracing::info!(
+                    container_id = %ep.container_id,
+                    source,
+                    duration_ms = took.as_millis() as u64,
+                    "cold start ready"
+                );
+            }
+            Err(e) => tracing::warn!(source, error = %e, "cold start failed"),
+        }
+        result
+    }
+
+    async fn start_for_inner(
+        self: Arc<Self>,
+        action: ActionDoc,
+        source: &mut &'static str,
+    ) -> Result<pb::Endpoint, ColdStartError> {
         let _permit = self
             .start_permits
             .acquire()
@@ -161,6 +221,7 @@ impl Plane {
         let stem = self.pool().take_stem(&action.exec.kind);
         let (id, address) = match stem {
             Some(stem) => {
+                *source = "stem_cell";
                 let mut c = stem.clone();
                 c.action = Some(assigned.clone());
                 c.memory_mb = memory;
@@ -174,6 +235,7 @@ impl Plane {
                 (stem.id.clone(), stem.address.clone().unwrap_or_default())
             }
             None => {
+                *source = "new_container";
                 let id = new_container_id();
                 self.reserve(
                     Container {

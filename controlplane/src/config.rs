@@ -48,6 +48,9 @@ pub struct Config {
     pub max_action_concurrency: u32,
     /// Create namespace `guest` with OpenWhisk's guest key when the store is empty.
     pub seed_guest: bool,
+    /// Extra arguments for every container proxy started (the telemetry flags:
+    /// `--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`).
+    pub proxy_args: Vec<String>,
 }
 
 impl Config {
@@ -75,6 +78,7 @@ impl Config {
             push_buffer: 1024,
             max_action_concurrency: 1,
             seed_guest: true,
+            proxy_args: Vec::new(),
         }
     }
 

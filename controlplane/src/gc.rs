@@ -47,6 +47,8 @@ impl Plane {
             }
         }
         self.hub.publish(delta);
+        self.metrics.gc_marks.inc_by(report.marked.len() as u64);
+        self.metrics.gc_sweeps.inc_by(report.swept.len() as u64);
         for id in &report.swept {
             self.remove_container(id, true);
         }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 use whisk_proto::controlplane::v1 as pb;
 use whisk_proto::controlplane::v1::control_plane_server::ControlPlane;
 
@@ -101,9 +102,30 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::ColdStartRequest>,
     ) -> Result<Response<pb::ColdStartResponse>, Status> {
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let req = request.into_inner();
         let deadline = deadline_from_unix_ms(req.deadline_unix_ms);
-        let outcome = match self.plane.cold_start(&req.action_fqn, deadline).await {
+        // gRPC server span (semantic conventions), continuing the router's trace if it sent one.
+        let span = tracing::info_span!(
+            "ColdStart",
+            otel.name = "whisk.controlplane.v1.ControlPlane/ColdStart",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "whisk.controlplane.v1.ControlPlane",
+            rpc.method = "ColdStart",
+            faas.name = %req.action_fqn,
+        );
+        whisk_telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
+        let outcome = match self
+            .plane
+            .cold_start(&req.action_fqn, deadline)
+            .instrument(span)
+            .await
+        {
             Ok(ep) => pb::cold_start_response::Outcome::Endpoint(ep),
             Err(e) => pb::cold_start_response::Outcome::Error(error_pb(e)),
         };

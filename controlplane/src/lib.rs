@@ -14,6 +14,7 @@ pub mod coldstart;
 pub mod config;
 pub mod gc;
 pub mod grpc;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod plane;
@@ -127,12 +128,15 @@ impl Drop for ControlPlaneHandle {
 
 /// Start the control plane with the local (child process) backend.
 pub async fn start(config: Config) -> Result<ControlPlaneHandle, StartError> {
-    let backend = Arc::new(LocalBackend::new(
-        config.resolved_proxy_bin(),
-        config.resolved_logs_dir(),
-        config.api_host.clone(),
-        config.start_timeout,
-    ));
+    let backend = Arc::new(
+        LocalBackend::new(
+            config.resolved_proxy_bin(),
+            config.resolved_logs_dir(),
+            config.api_host.clone(),
+            config.start_timeout,
+        )
+        .with_proxy_args(config.proxy_args.clone()),
+    );
     start_with_backend(config, backend).await
 }
 
@@ -199,10 +203,25 @@ pub async fn start_with_backend(
         }
     }));
 
+    plane.metrics.watch(&plane);
+    let ready_plane = Arc::downgrade(&plane);
+    let ops = whisk_telemetry::admin_routes(
+        plane.metrics.registry.clone(),
+        Arc::new(move || match ready_plane.upgrade() {
+            Some(p) => p
+                .store
+                .activation_count()
+                .map(|_| ())
+                .map_err(|e| format!("store: {e}")),
+            None => Err("shutting down".to_string()),
+        }),
+    );
+    // `/metrics`, `/healthz`, `/readyz`: outside the API's middleware; Envoy never routes them.
     let app = api::with_write_barrier(
         api::with_transactions(api::router(plane.clone()).merge(admin::router(plane.clone()))),
         plane.hub.clone(),
-    );
+    )
+    .merge(ops);
     let mut http_stop = stop.subscribe();
     servers.push(tokio::spawn(async move {
         let result = axum::serve(http_listener, app)

@@ -30,23 +30,21 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            let _telemetry = whisk_telemetry::init_tracing(
+                "whisk-controlplane",
+                args.telemetry.log_json,
+                args.telemetry.otlp(),
+            )
+            .context("setting up logs and traces")?;
             whisk_controlplane::up::run(args).await?;
         }
         Command::Controlplane(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            let _telemetry = whisk_telemetry::init_tracing(
+                "whisk-controlplane",
+                args.telemetry.log_json,
+                args.telemetry.otlp(),
+            )
+            .context("setting up logs and traces")?;
             let config = args.into_config()?;
             let handle = whisk_controlplane::start(config)
                 .await

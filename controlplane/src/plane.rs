@@ -15,6 +15,7 @@ use whisk_proto::controlplane::v1 as pb;
 use crate::backend::{Backend, BackendEvent, UnitSpec};
 use crate::coldstart::Inflight;
 use crate::config::Config;
+use crate::metrics::ControlPlaneMetrics;
 use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc};
 use crate::pool::{Container, Pool, State};
 use crate::push::{Delta, PushHub};
@@ -39,6 +40,8 @@ pub struct Plane {
     pub store: Arc<dyn Store>,
     pub hub: Arc<PushHub>,
     pub backend: Arc<dyn Backend>,
+    /// Prometheus metrics (served at `/metrics`).
+    pub metrics: ControlPlaneMetrics,
     pool: Mutex<Pool>,
     pub(crate) start_permits: Semaphore,
     pub(crate) inflight: Mutex<HashMap<String, Inflight>>,
@@ -55,6 +58,7 @@ impl Plane {
             store,
             hub,
             backend,
+            metrics: ControlPlaneMetrics::new(),
             pool: Mutex::new(pool),
             start_permits: Semaphore::new(permits),
             inflight: Mutex::new(HashMap::new()),
@@ -224,6 +228,7 @@ impl Plane {
                 return;
             }
             c.state = State::Ready;
+            self.metrics.gc_unmarks.inc();
             c.endpoint()
         };
         if let Some(ep) = ep {
@@ -277,6 +282,7 @@ impl Plane {
             &record,
             self.config.activations_per_namespace,
         )?;
+        self.metrics.activations_recorded.inc();
         Ok(())
     }
 

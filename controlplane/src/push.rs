@@ -129,6 +129,8 @@ struct HubState {
 
 /// The broadcast hub every router subscribes to.
 pub struct PushHub {
+    /// Subscribers resynchronised with a snapshot after lagging (a metric).
+    pub resyncs: prometheus_client::metrics::counter::Counter,
     /// What each subscribed router has applied (read your writes).
     pub acks: crate::acks::Acks,
     state: Mutex<HubState>,
@@ -143,6 +145,7 @@ impl PushHub {
         let (tx, _) = broadcast::channel(buffer.max(1));
         let (shutdown, _) = watch::channel(false);
         Arc::new(Self {
+            resyncs: Default::default(),
             acks: crate::acks::Acks::default(),
             state: Mutex::new(HubState {
                 revision: 0,
@@ -171,6 +174,16 @@ impl PushHub {
                 }
             }
         })
+    }
+
+    /// Routers subscribed now.
+    pub fn subscriber_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Deltas sent that the slowest subscriber has not received yet.
+    pub fn backlog(&self) -> usize {
+        self.tx.len()
     }
 
     /// Revision of the last update sent.
@@ -284,6 +297,7 @@ impl PushHub {
                         }
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             tracing::warn!(skipped = n, "subscriber lagged; sending a fresh snapshot");
+                            sub.hub.resyncs.inc();
                             sub.rx = None;
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,

@@ -60,6 +60,10 @@ pub struct UpArgs {
     /// Maximum number of containers.
     #[arg(long, default_value_t = 64)]
     pub max_containers: usize,
+    /// Logs and traces (`--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`), passed on to the
+    /// control plane's container proxies.
+    #[command(flatten)]
+    pub telemetry: whisk_telemetry::TelemetryArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     config.keep_alive = Duration::from_secs(args.keep_alive_secs);
     config.max_containers = args.max_containers;
     config.api_host = format!("http://{listen}");
+    config.proxy_args = args.telemetry.to_args();
     let controlplane = crate::start(config).await?;
     tracing::info!(grpc = %controlplane.grpc_addr(), http = %controlplane.http_addr(), "control plane up");
 
@@ -129,12 +134,14 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         Flavour::Gateway => None,
         Flavour::Sidecar => Some(data.join("router.sock")),
     };
+    let telemetry = args.telemetry.to_args();
     let router = start_router(
         &router_bin,
         &controlplane.grpc_url(),
         "127.0.0.1:0",
         router_link_wanted.as_deref(),
         &logs,
+        &telemetry,
     )
     .await?;
     let (router_link, router_admin) = router_addresses(&router, router_link_wanted.as_deref());
@@ -169,16 +176,16 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         listen: parts.envoy.listen,
         ..spec
     };
-    let outcome = supervise(
-        &mut parts,
-        &router_bin,
-        &envoy_bin,
-        &spec,
-        &controlplane.grpc_url(),
-        &logs,
-        &envoy_dir,
-    )
-    .await;
+    let launch = Launch {
+        router_bin: &router_bin,
+        envoy_bin: &envoy_bin,
+        spec: &spec,
+        cp_grpc: &controlplane.grpc_url(),
+        logs: &logs,
+        envoy_dir: &envoy_dir,
+        telemetry: &telemetry,
+    };
+    let outcome = supervise(&mut parts, &launch).await;
 
     tracing::info!("stopping");
     let Parts { router, envoy, .. } = parts;
@@ -188,16 +195,19 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     outcome
 }
 
+/// How to start the router and Envoy again.
+struct Launch<'a> {
+    router_bin: &'a Path,
+    envoy_bin: &'a Path,
+    spec: &'a EnvoySpec,
+    cp_grpc: &'a str,
+    logs: &'a Path,
+    envoy_dir: &'a Path,
+    telemetry: &'a [String],
+}
+
 /// Restarts a part that died, on the address it had, a few times at most.
-async fn supervise(
-    parts: &mut Parts,
-    router_bin: &Path,
-    envoy_bin: &Path,
-    spec: &EnvoySpec,
-    cp_grpc: &str,
-    logs: &Path,
-    envoy_dir: &Path,
-) -> Result<(), UpError> {
+async fn supervise(parts: &mut Parts, l: &Launch<'_>) -> Result<(), UpError> {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -221,18 +231,19 @@ async fn supervise(
             _ = term.recv() => return Ok(()),
             status = parts.router.process.wait() => {
                 tracing::error!(?status, "router exited; restarting it");
-                may_restart("the router", logs.join("router.log"))?;
+                may_restart("the router", l.logs.join("router.log"))?;
                 let (listen, uds) = match &parts.router_link {
                     RouterLink::Tcp(addr) => (addr.to_string(), None),
                     RouterLink::Unix(path) => (String::new(), Some(path.as_path())),
                 };
-                parts.router = start_router(router_bin, cp_grpc, &listen, uds, logs).await?;
+                parts.router =
+                    start_router(l.router_bin, l.cp_grpc, &listen, uds, l.logs, l.telemetry).await?;
                 parts.router_admin = router_addresses(&parts.router, uds).1;
             }
             status = parts.envoy.process.wait() => {
                 tracing::error!(?status, "envoy exited; restarting it");
-                may_restart("envoy", envoy_dir.join("envoy.log"))?;
-                parts.envoy = envoy::start(envoy_bin, spec, envoy_dir, Duration::from_secs(60)).await?;
+                may_restart("envoy", l.envoy_dir.join("envoy.log"))?;
+                parts.envoy = envoy::start(l.envoy_bin, l.spec, l.envoy_dir, Duration::from_secs(60)).await?;
             }
         }
     }
@@ -260,9 +271,10 @@ async fn start_router(
     listen: &str,
     uds: Option<&Path>,
     logs: &Path,
+    telemetry: &[String],
 ) -> Result<Child, UpError> {
     let mut cmd = tokio::process::Command::new(bin);
-    cmd.args(["--controlplane", cp_grpc]);
+    cmd.args(["--controlplane", cp_grpc]).args(telemetry);
     match uds {
         Some(path) => cmd.arg("--uds").arg(path),
         None => cmd.args(["--listen", listen]),

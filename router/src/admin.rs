@@ -1,4 +1,5 @@
-//! The router's admin HTTP port: liveness, and readiness with the table revision it holds.
+//! The router's admin HTTP port: `/metrics`, `/healthz`, `/readyz` (shared with every component
+//! through `whisk-telemetry`) and `/tables`, the applied revision and table sizes.
 //!
 //! Readiness means the router holds a snapshot from the control plane; the revision lets
 //! operators (and tests) see whether a pushed change has been applied.
@@ -8,24 +9,36 @@ use std::sync::Arc;
 
 use axum::Router as Http;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
+use axum::response::Json;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::domain::tables::Tables;
+use crate::metrics::RouterMetrics;
 
 /// Binds the admin port and serves it in the background.
 pub async fn start(
     addr: SocketAddr,
     tables: Arc<Tables>,
+    metrics: &RouterMetrics,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let ready_tables = tables.clone();
+    let ops = whisk_telemetry::admin_routes(
+        metrics.registry.clone(),
+        Arc::new(move || {
+            if ready_tables.is_ready() {
+                Ok(())
+            } else {
+                Err("no snapshot from the control plane yet".to_owned())
+            }
+        }),
+    );
     let app = Http::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(tables);
+        .route("/tables", get(tables_info))
+        .with_state(tables)
+        .merge(ops);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "admin server failed");
@@ -34,20 +47,14 @@ pub async fn start(
     Ok((bound, task))
 }
 
-async fn readyz(State(tables): State<Arc<Tables>>) -> impl IntoResponse {
+async fn tables_info(State(tables): State<Arc<Tables>>) -> Json<serde_json::Value> {
     let (namespaces, identities, actions, endpoints) = tables.counts();
-    let body = serde_json::json!({
+    Json(serde_json::json!({
         "ready": tables.is_ready(),
         "revision": tables.revision(),
         "namespaces": namespaces,
         "identities": identities,
         "actions": actions,
         "endpoints": endpoints,
-    });
-    let status = if tables.is_ready() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
+    }))
 }

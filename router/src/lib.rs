@@ -8,7 +8,7 @@
 //! * [`invoker`] — the router calling a container proxy itself (non-blocking invokes).
 //! * [`sequence`] — sequences run in the data plane, component by component.
 //! * [`context`] — the context headers every invoke carries to its container.
-//! * [`admin`] — liveness and readiness on an HTTP port.
+//! * [`admin`] — metrics, liveness and readiness on an HTTP port; [`metrics`] defines them.
 
 pub mod admin;
 pub mod context;
@@ -16,5 +16,6 @@ pub mod control;
 pub mod domain;
 pub mod envoy;
 pub mod invoker;
+pub mod metrics;
 pub mod sequence;
 pub mod server;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use whisk_router::domain::coldstart::WaitPolicy;
 use whisk_router::domain::pipeline::PipelineConfig;
 use whisk_router::server::{ServerConfig, start};
@@ -38,23 +37,20 @@ struct Args {
     /// The longest a request waits for a cold start (ms).
     #[arg(long, default_value_t = 60_000)]
     max_cold_wait_ms: u64,
-    /// Log as JSON lines.
-    #[arg(long, env = "WHISK_LOG_JSON")]
-    log_json: bool,
+    /// Logs and traces (`--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`).
+    #[command(flatten)]
+    telemetry: whisk_telemetry::TelemetryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    let _telemetry = whisk_telemetry::init_tracing(
+        "whisk-router",
+        args.telemetry.log_json,
+        args.telemetry.otlp(),
+    )
+    .context("setting up logs and traces")?;
     let listen = match (args.listen, &args.uds) {
         (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         (l, _) => l,

@@ -15,6 +15,7 @@ use crate::domain::coldstart::ControlPlane;
 use crate::domain::pipeline::{PipelineConfig, Router};
 use crate::domain::tables::Tables;
 use crate::envoy::{extauthz::ExtAuthz, extproc::ExtProc};
+use crate::metrics::RouterMetrics;
 
 /// What to listen on and whom to follow.
 #[derive(Debug, Clone)]
@@ -80,9 +81,10 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
     ))];
     let control: Arc<dyn ControlPlane> = Arc::new(control);
     let router = Arc::new(Router::new(tables.clone(), control, config.pipeline));
+    let metrics = RouterMetrics::new(tables.clone());
     let mut admin_addr = None;
     if let Some(addr) = config.admin {
-        let (bound, task) = crate::admin::start(addr, tables).await?;
+        let (bound, task) = crate::admin::start(addr, tables, &metrics).await?;
         admin_addr = Some(bound);
         tasks.push(task);
     }
@@ -92,7 +94,7 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
         let listener = TcpListener::bind(addr).await?;
         tcp_addr = Some(listener.local_addr()?);
         let incoming = TcpListenerStream::new(listener);
-        let svc = services(&router);
+        let svc = services(&router, &metrics);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = svc.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "gRPC server (tcp) failed");
@@ -103,7 +105,7 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         let incoming = UnixListenerStream::new(listener);
-        let svc = services(&router);
+        let svc = services(&router, &metrics);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = svc.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "gRPC server (uds) failed");
@@ -119,9 +121,12 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
     })
 }
 
-fn services(router: &Arc<Router>) -> tonic::transport::server::Router {
+fn services(router: &Arc<Router>, metrics: &RouterMetrics) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(ExternalProcessorServer::new(ExtProc::new(router.clone())))
+        .add_service(ExternalProcessorServer::new(ExtProc::new(
+            router.clone(),
+            metrics.clone(),
+        )))
         .add_service(AuthorizationServer::new(ExtAuthz::new(router.clone())))
 }

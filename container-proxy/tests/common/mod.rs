@@ -219,6 +219,11 @@ impl Drop for ProxyProcess {
 impl ProxyProcess {
     /// Starts a proxy with `args` (after `--listen 127.0.0.1:0`) and extra environment.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_with_stderr(args, env, Stdio::inherit())
+    }
+
+    /// [`Self::spawn`] with the proxy's stderr (its log) sent to `stderr`.
+    pub fn spawn_with_stderr(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_whisk-container-proxy"));
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
@@ -226,7 +231,7 @@ impl ProxyProcess {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }

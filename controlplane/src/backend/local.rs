@@ -32,6 +32,8 @@ pub struct LocalBackend {
     logs_dir: PathBuf,
     api_host: String,
     start_timeout: Duration,
+    /// Appended to every proxy's command line (telemetry flags).
+    extra_args: Vec<String>,
     running: Arc<Mutex<HashMap<String, Running>>>,
     events_tx: mpsc::UnboundedSender<BackendEvent>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<BackendEvent>>>,
@@ -50,10 +52,17 @@ impl LocalBackend {
             logs_dir,
             api_host,
             start_timeout,
+            extra_args: Vec::new(),
             running: Arc::new(Mutex::new(HashMap::new())),
             events_tx,
             events_rx: Mutex::new(Some(events_rx)),
         }
+    }
+
+    /// Passes `args` to every proxy started (e.g. `--log-json`, `--otlp-endpoint URL`).
+    pub fn with_proxy_args(mut self, args: Vec<String>) -> Self {
+        self.extra_args = args;
+        self
     }
 
     /// Process ids of the running children (for diagnostics and tests).
@@ -92,6 +101,7 @@ impl LocalBackend {
             .arg(&spec.controlplane_url)
             .arg("--api-host")
             .arg(&self.api_host)
+            .args(&self.extra_args)
             .env("__OW_API_HOST", &self.api_host)
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

@@ -70,6 +70,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Value>, StoreError>;
 
+    /// Activation records stored, over every namespace.
+    fn activation_count(&self) -> Result<u64, StoreError>;
+
     /// Release the underlying files so the same data directory can be opened again.
     fn close(&self);
 }

@@ -276,6 +276,18 @@ impl Store for RedbStore {
         txn.commit().map_err(be)
     }
 
+    fn activation_count(&self) -> Result<u64, StoreError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(be)?;
+        let counts = txn.open_table(ACTIVATION_COUNTS).map_err(be)?;
+        let mut total = 0u64;
+        for item in counts.iter().map_err(be)? {
+            let (_, n) = item.map_err(be)?;
+            total = total.saturating_add(n.value());
+        }
+        Ok(total)
+    }
+
     fn get_activation(
         &self,
         namespace: &str,

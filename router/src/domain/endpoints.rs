@@ -278,6 +278,20 @@ impl EndpointTable {
         }
     }
 
+    /// How many endpoints have an open breaker (for metrics; not on the request path).
+    pub fn open_breakers(&self, now_ms: u64) -> usize {
+        self.pools
+            .iter()
+            .map(|p| {
+                p.endpoints
+                    .load()
+                    .iter()
+                    .filter(|e| e.is_open(now_ms))
+                    .count()
+            })
+            .sum()
+    }
+
     /// The endpoint of a container, if it is known.
     pub fn endpoint(&self, container_id: &str) -> Option<Arc<Endpoint>> {
         let fqn = self.containers.get(container_id)?.value().clone();

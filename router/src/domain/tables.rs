@@ -120,6 +120,14 @@ impl Tables {
             .clone()
     }
 
+    /// In-flight invokes of every namespace (for metrics; not on the request path).
+    pub fn namespaces_in_flight(&self) -> Vec<(Arc<str>, u32)> {
+        self.namespaces
+            .iter()
+            .map(|e| (e.key().clone(), e.value().in_flight()))
+            .collect()
+    }
+
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         (
             self.namespaces.len(),

@@ -34,6 +34,7 @@ use crate::domain::clock::now_ms;
 use crate::domain::pipeline::{Admission, Decision, RequestHead, Router};
 use crate::domain::rejection::{Rejection, WWW_AUTHENTICATE};
 use crate::invoker::{Accepted, ProxyClient, run_in_background};
+use crate::metrics::RouterMetrics;
 
 /// The dynamic-metadata namespace Envoy's `ORIGINAL_DST` cluster reads `dst` from.
 pub const METADATA_NAMESPACE: &str = "whisk.router";
@@ -46,13 +47,15 @@ const CONNECT_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 pub struct ExtProc {
     router: Arc<Router>,
     client: ProxyClient,
+    metrics: RouterMetrics,
 }
 
 impl ExtProc {
-    pub fn new(router: Arc<Router>) -> Self {
+    pub fn new(router: Arc<Router>, metrics: RouterMetrics) -> Self {
         Self {
             router,
             client: ProxyClient::default(),
+            metrics,
         }
     }
 }
@@ -72,6 +75,7 @@ impl ExternalProcessor for ExtProc {
         tokio::spawn(run_stream(
             self.router.clone(),
             self.client.clone(),
+            self.metrics.clone(),
             inbound,
             tx,
         ));
@@ -83,6 +87,9 @@ impl ExternalProcessor for ExtProc {
 struct StreamState {
     router: Arc<Router>,
     client: ProxyClient,
+    metrics: RouterMetrics,
+    /// The request's span (`traceparent` continues from the client, on into the container).
+    span: tracing::Span,
     admission: Option<Admission>,
     activation_id: Option<String>,
     /// A non-blocking invoke waiting for its body before the router runs it itself.
@@ -99,12 +106,15 @@ struct Deferred {
 async fn run_stream(
     router: Arc<Router>,
     client: ProxyClient,
+    metrics: RouterMetrics,
     mut inbound: Streaming<ProcessingRequest>,
     tx: mpsc::Sender<Result<ProcessingResponse, Status>>,
 ) {
     let mut state = StreamState {
         router: router.clone(),
         client,
+        metrics,
+        span: tracing::Span::none(),
         admission: None,
         activation_id: None,
         deferred: None,
@@ -156,7 +166,49 @@ async fn on_request_headers(
         authorization: get(map, "authorization"),
         content_length: get(map, "content-length").and_then(|v| v.trim().parse().ok()),
     };
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!(
+        "whisk.router.invoke",
+        otel.kind = "server",
+        faas.invocation_id = tracing::field::Empty,
+        faas.name = tracing::field::Empty,
+        whisk.namespace = tracing::field::Empty,
+        whisk.outcome = tracing::field::Empty,
+    );
+    whisk_telemetry::set_parent_from_traceparent(
+        &span,
+        get(map, "traceparent"),
+        get(map, "tracestate"),
+    );
+    state.span = span;
     let decision = router.decide(&head);
+    let outcome = match &decision {
+        Decision::Admitted(a) if a.invocation.blocking => "routed",
+        Decision::Admitted(_) | Decision::Pending(_) => "accepted",
+        Decision::Sequence(_) => "sequence",
+        Decision::Rejected(r) => r.reason(),
+    };
+    if let Some(inv) = match &decision {
+        Decision::Admitted(a) => Some(&a.invocation),
+        Decision::Pending(p) => Some(p.invocation()),
+        Decision::Sequence(s) => Some(&s.invocation),
+        Decision::Rejected(_) => None,
+    } {
+        state
+            .span
+            .record("faas.invocation_id", inv.activation_id.as_str());
+        state.span.record("faas.name", &*inv.action.fqn);
+        state.span.record("whisk.namespace", &*inv.namespace);
+    }
+    let blocking_wait = matches!(&decision, Decision::Pending(p) if p.invocation().blocking);
+    if !blocking_wait {
+        state.span.record("whisk.outcome", outcome);
+        state.metrics.decided(outcome);
+        state
+            .metrics
+            .decision_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
     // Non-blocking: answer 202 at once and run the activation from the router.
     let accepted = match decision {
         Decision::Sequence(s) => Accepted::Sequence(s),
@@ -324,16 +376,29 @@ async fn decide_blocking(
             if tx.send(Ok(hold)).await.is_err() {
                 return immediate(&Rejection::Internal, &transaction_id, None);
             }
-            match router.wait(pending).await {
+            let waited = std::time::Instant::now();
+            let decision = match router.wait(pending).await {
                 Ok(a) => Decision::Admitted(a),
                 Err(r) => Decision::Rejected(r),
-            }
+            };
+            let outcome = match &decision {
+                Decision::Rejected(r) => r.reason(),
+                _ => "cold_start",
+            };
+            let m = &state.metrics;
+            m.cold_start_wait_seconds
+                .observe(waited.elapsed().as_secs_f64());
+            m.decision_seconds.observe(waited.elapsed().as_secs_f64());
+            m.decided(outcome);
+            state.span.record("whisk.outcome", outcome);
+            decision
         }
         d => d,
     };
     match decision {
         Decision::Admitted(admission) => {
-            let reply = route(map, &admission, &transaction_id);
+            let traceparent = whisk_telemetry::traceparent_of(&state.span);
+            let reply = route(map, &admission, &transaction_id, traceparent);
             state.activation_id = Some(admission.invocation.activation_id.clone());
             state.admission = Some(admission);
             reply
@@ -349,11 +414,20 @@ async fn decide_blocking(
 }
 
 /// Sends the request to the chosen container with the context it needs.
-fn route(map: &HeaderMap, admission: &Admission, transaction_id: &str) -> ProcessingResponse {
-    let set_headers: Vec<_> = context_headers(&admission.invocation, transaction_id)
+fn route(
+    map: &HeaderMap,
+    admission: &Admission,
+    transaction_id: &str,
+    traceparent: Option<String>,
+) -> ProcessingResponse {
+    let mut set_headers: Vec<_> = context_headers(&admission.invocation, transaction_id)
         .into_iter()
         .map(|(k, v)| raw(k, v))
         .collect();
+    // With tracing on, the container's span is a child of the router's.
+    if let Some(tp) = traceparent {
+        set_headers.push(raw("traceparent", tp));
+    }
     let remove_headers = map
         .headers
         .iter()
@@ -421,8 +495,10 @@ fn on_response_headers(
                     .and_then(parse_retry_after)
                     .unwrap_or(Duration::from_secs(1));
                 endpoint.open_for(retry);
+                state.metrics.tripped("retry_after");
             }
             502..=504 if !from_proxy => {
+                state.metrics.tripped("unreachable");
                 // Envoy's own reply: the container did not answer at all.
                 endpoint.open_for(CONNECT_FAILURE_BACKOFF);
                 router.control().report_unusable(

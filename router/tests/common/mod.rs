@@ -623,7 +623,7 @@ impl Bench {
     /// Pushes a delta and waits until the router has applied it.
     pub async fn apply(&self, u: pb::TableUpdate) {
         let revision = self.cp.push(u);
-        let url = format!("http://{}/readyz", self.router_admin);
+        let url = format!("http://{}/tables", self.router_admin);
         eventually(
             "router applied the push",
             Duration::from_secs(5),
