@@ -16,6 +16,8 @@ use crate::domain::pipeline::{PipelineConfig, Router};
 use crate::domain::tables::Tables;
 use crate::envoy::{extauthz::ExtAuthz, extproc::ExtProc};
 use crate::metrics::RouterMetrics;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 
 /// What to listen on and whom to follow.
 #[derive(Debug, Clone)]
@@ -89,12 +91,23 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
         tasks.push(task);
     }
 
+    // gRPC health checking (Envoy's router_grpc cluster): serving once the tables are loaded.
+    let reporter = HealthReporter::new();
+    let health = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    tasks.push(tokio::spawn(report_readiness(
+        reporter,
+        router.tables.clone(),
+    )));
+
     let mut tcp_addr = None;
     if let Some(addr) = config.listen {
         let listener = TcpListener::bind(addr).await?;
         tcp_addr = Some(listener.local_addr()?);
         let incoming = TcpListenerStream::new(listener);
-        let svc = services(&router, &metrics);
+        let svc = services(&router, &metrics, &health);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = svc.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "gRPC server (tcp) failed");
@@ -105,7 +118,7 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         let incoming = UnixListenerStream::new(listener);
-        let svc = services(&router, &metrics);
+        let svc = services(&router, &metrics, &health);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = svc.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "gRPC server (uds) failed");
@@ -121,12 +134,35 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
     })
 }
 
-fn services(router: &Arc<Router>, metrics: &RouterMetrics) -> tonic::transport::server::Router {
+fn services(
+    router: &Arc<Router>,
+    metrics: &RouterMetrics,
+    health: &HealthServer<HealthService>,
+) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .add_service(health.clone())
         .add_service(ExternalProcessorServer::new(ExtProc::new(
             router.clone(),
             metrics.clone(),
         )))
         .add_service(AuthorizationServer::new(ExtAuthz::new(router.clone())))
+}
+
+/// Flips the gRPC health status with the router's readiness (it holds a snapshot or not).
+async fn report_readiness(reporter: HealthReporter, tables: Arc<Tables>) {
+    let mut serving = false;
+    loop {
+        let ready = tables.is_ready();
+        if ready != serving {
+            let status = if ready {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            serving = ready;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
