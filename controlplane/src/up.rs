@@ -8,7 +8,7 @@
 //! requests), then the router, then the control plane and every container it started.
 //!
 //! Data lives in `--data-dir` (default `.whisk/`): `store/` (actions, identities, activations),
-//! `logs/` (router, Envoy, access log, containers), `envoy/` (the rendered config). Starting again
+//! `logs/` (router, access log, `containers/`), `envoy/` (the rendered config and Envoy's log). Starting again
 //! with the same directory reuses the data.
 
 use std::net::SocketAddr;
@@ -121,6 +121,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     };
 
     let mut config = Config::new(data.join("store"));
+    config.logs_dir = Some(logs.join("containers"));
     config.prewarm = parse_prewarm(&args.prewarm).map_err(UpError::Config)?;
     config.keep_alive = Duration::from_secs(args.keep_alive_secs);
     config.max_containers = args.max_containers;
