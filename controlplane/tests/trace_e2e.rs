@@ -1,0 +1,88 @@
+//! One trace from the edge into the action: `whisk up` with OTLP export on, an invoke through
+//! Envoy carrying a client `traceparent`, and an in-test OTLP receiver that gets the router's and
+//! the container proxy's spans in the client's trace — and the action sees the same trace id.
+
+use std::time::Duration;
+
+use whisk_stack::child::spawn_announcing;
+use whisk_telemetry::testing::OtlpReceiver;
+
+const GUEST: (&str, &str) = (
+    "23bc46b1-71f6-4ed5-8c54-816aa4f8c502",
+    "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP",
+);
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_from_the_gateway_into_the_action() {
+    let mut receiver = OtlpReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_whisk"));
+    cmd.arg("up")
+        .args(["--port", "0", "--prewarm", "nodejs:20=1"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--otlp-endpoint",
+            &receiver.endpoint(),
+            "--trace-sample-ratio",
+            "0",
+        ])
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50");
+    let up = spawn_announcing(
+        cmd,
+        "WHISK_UP_READY",
+        &dir.path().join("up.log"),
+        Duration::from_secs(120),
+    )
+    .await
+    .expect("whisk up starts");
+    let apihost = up
+        .address
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("apihost="))
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let action = format!("{apihost}/api/v1/namespaces/_/actions/traced");
+    let r = http
+        .put(format!("{action}?overwrite=true"))
+        .basic_auth(GUEST.0, Some(GUEST.1))
+        .json(&serde_json::json!({
+            "exec": { "kind": "nodejs:20", "code": "function main() { return { tp: process.env.TRACEPARENT }; }" }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    // Sampled by the caller (flag 01), although the ratio for new traces is 0.
+    let r = http
+        .post(format!("{action}?blocking=true&result=true"))
+        .basic_auth(GUEST.0, Some(GUEST.1))
+        .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let result: serde_json::Value = r.json().await.unwrap();
+    let tp = result["tp"].as_str().expect("the action saw a TRACEPARENT");
+    assert_eq!(tp.split('-').nth(1), Some(TRACE_ID), "{tp}");
+
+    let services = receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            let mine: Vec<_> = spans.iter().filter(|s| s.trace_id == TRACE_ID).collect();
+            let router = mine.iter().find(|s| s.service == "whisk-router")?;
+            let proxy = mine.iter().find(|s| {
+                s.service == "whisk-container-proxy" && s.parent_span_id == router.span_id
+            })?;
+            Some((
+                router.attr("faas.name").map(str::to_owned),
+                proxy.name.clone(),
+            ))
+        })
+        .await
+        .expect("router and container-proxy spans in the client's trace, proxy under router");
+    assert_eq!(services.0.as_deref(), Some("guest/traced"));
+    up.stop(Duration::from_secs(10)).await;
+}
