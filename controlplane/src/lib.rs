@@ -191,7 +191,9 @@ pub async fn start_with_backend(
     let mut servers = Vec::new();
     let mut grpc_stop = stop.subscribe();
     servers.push(tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        // TCP_NODELAY: cold-start answers must not wait for a delayed ACK.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let result = tonic::transport::Server::builder()
             .add_service(grpc)
             .serve_with_incoming_shutdown(incoming, async move {
@@ -224,6 +226,10 @@ pub async fn start_with_backend(
     .merge(ops);
     let mut http_stop = stop.subscribe();
     servers.push(tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        let http_listener = http_listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(http_listener, app)
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;

@@ -39,6 +39,10 @@ pub async fn start(
         .route("/tables", get(tables_info))
         .with_state(tables)
         .merge(ops);
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "admin server failed");

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::control::{client::GrpcControlPlane, sync};
 use crate::domain::coldstart::ControlPlane;
@@ -106,7 +107,9 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
     if let Some(addr) = config.listen {
         let listener = TcpListener::bind(addr).await?;
         tcp_addr = Some(listener.local_addr()?);
-        let incoming = TcpListenerStream::new(listener);
+        // `serve_with_incoming` ignores the builder's `tcp_nodelay`: without it every ext_proc
+        // answer can wait ~40 ms for a delayed ACK.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let svc = services(&router, &metrics, &health);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = svc.serve_with_incoming(incoming).await {
