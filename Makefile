@@ -11,7 +11,7 @@ UP_ARGS ?=
 
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: up release build test lint unit e2e envoy node-deps bench bench-smoke clean-data
+.PHONY: up release build test lint unit e2e envoy node-deps bench clean-data
 
 ## Bring up Envoy, router, control plane and local backend (Ctrl-C stops everything).
 up: $(ENVOY) release
@@ -53,6 +53,11 @@ node-deps: $(NODE_CLIENT)
 $(NODE_CLIENT): e2e/package.json
 	cd e2e && npm install --no-audit --no-fund --loglevel=error
 	touch $@
+
+## The load-test harness: every scenario beside its baseline, report + plot in bench/results/.
+bench: $(ENVOY)
+	$(CARGO) build --release --bins
+	./target/release/whisk-bench --out bench/results --envoy $(ENVOY) --bin-dir target/release $(BENCH_ARGS)
 
 clean-data:
 	rm -rf $(WHISK_DATA)
