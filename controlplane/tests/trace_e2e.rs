@@ -28,7 +28,8 @@ async fn one_trace_from_the_gateway_into_the_action() {
             "--trace-sample-ratio",
             "0",
         ])
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50");
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .env("RUST_LOG", "debug");
     let up = spawn_announcing(
         cmd,
         "WHISK_UP_READY",
@@ -85,4 +86,47 @@ async fn one_trace_from_the_gateway_into_the_action() {
         .expect("router and container-proxy spans in the client's trace, proxy under router");
     assert_eq!(services.0.as_deref(), Some("guest/traced"));
     up.stop(Duration::from_secs(10)).await;
+    assert_no_key_in_logs(dir.path());
+}
+
+/// Every log the stack wrote (at debug level) is free of the key, in clear and in base64.
+fn assert_no_key_in_logs(data: &std::path::Path) {
+    use base64::Engine;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", GUEST.0, GUEST.1));
+    let mut files = vec![data.join("up.log"), data.join("envoy/envoy.log")];
+    let mut dirs = vec![data.join("logs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut read = 0;
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        read += text.len();
+        // `whisk up` prints the well-known guest key in its banner on purpose (as OpenWhisk's
+        // standalone mode does); that is output for the user, not a log line.
+        let banner = |l: &&str| l.starts_with("  guest key") || l.starts_with("  try:");
+        for line in text.lines().filter(|l| !banner(l)) {
+            assert!(
+                !line.contains(GUEST.1),
+                "{} logs the key: {line}",
+                file.display()
+            );
+            assert!(
+                !line.contains(&basic),
+                "{} logs the credentials: {line}",
+                file.display()
+            );
+        }
+    }
+    assert!(read > 0, "no logs were written");
 }
