@@ -143,11 +143,23 @@ pub async fn start(
     dir: &Path,
     timeout: Duration,
 ) -> Result<Envoy, EnvoyError> {
-    let config = dir.join("envoy.yaml");
-    let admin_path = dir.join("envoy-admin-address");
-    let log_path = dir.join("envoy.log");
+    start_config(envoy, &render(spec), "envoy", dir, timeout).await
+}
+
+/// Starts Envoy with any config whose API listener is named `openwhisk_api` (e.g. the bench's
+/// floor), as `<dir>/<name>.yaml`, logging to `<dir>/<name>.log`.
+pub async fn start_config(
+    envoy: &Path,
+    config_text: &str,
+    name: &str,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<Envoy, EnvoyError> {
+    let config = dir.join(format!("{name}.yaml"));
+    let admin_path = dir.join(format!("{name}-admin-address"));
+    let log_path = dir.join(format!("{name}.log"));
     let _ = std::fs::remove_file(&admin_path);
-    std::fs::write(&config, render(spec))?;
+    std::fs::write(&config, config_text)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -33,8 +33,6 @@ pub enum ScenarioError {
     },
     #[error("envoy: {0}")]
     Envoy(#[from] whisk_stack::envoy::EnvoyError),
-    #[error("floor envoy: {0}")]
-    MinEnvoy(#[from] crate::envoy_min::MinEnvoyError),
     #[error("{0}")]
     StandIn(#[from] crate::standin::StandInError),
     #[error("http: {0}")]

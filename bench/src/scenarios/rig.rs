@@ -61,7 +61,7 @@ pub struct Rig {
 }
 
 enum EnvoyProcess {
-    Floor(envoy_min::MinEnvoy),
+    Floor(envoy::Envoy),
     Template(envoy::Envoy),
 }
 
