@@ -284,7 +284,7 @@ async fn start_deferred(
                 .await
                 .is_err()
             {
-                return immediate(&Rejection::Internal, &transaction_id, None);
+                return immediate(&Rejection::Internal, &transaction_id);
             }
             let run = tokio::spawn(async move {
                 let record = crate::sequence::run(
@@ -374,7 +374,7 @@ async fn decide_blocking(
             // Hold the request past Envoy's per-message timeout while we wait.
             let hold = hold_for(pending.max_wait() + Duration::from_secs(1));
             if tx.send(Ok(hold)).await.is_err() {
-                return immediate(&Rejection::Internal, &transaction_id, None);
+                return immediate(&Rejection::Internal, &transaction_id);
             }
             let waited = std::time::Instant::now();
             let decision = match router.wait(pending).await {
@@ -405,10 +405,10 @@ async fn decide_blocking(
         }
         Decision::Rejected(r) => {
             tracing::debug!(reason = r.reason(), "rejected");
-            immediate(&r, &transaction_id, None)
+            immediate(&r, &transaction_id)
         }
         Decision::Pending(_) | Decision::Sequence(_) => {
-            immediate(&Rejection::Internal, &transaction_id, None)
+            immediate(&Rejection::Internal, &transaction_id)
         }
     }
 }
@@ -542,20 +542,13 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 }
 
 /// An OpenWhisk-shaped answer straight from Envoy.
-fn immediate(
-    r: &Rejection,
-    transaction_id: &str,
-    activation_id: Option<&str>,
-) -> ProcessingResponse {
+fn immediate(r: &Rejection, transaction_id: &str) -> ProcessingResponse {
     let mut headers = vec![raw("content-type", "application/json")];
     if r.status() == 401 {
         headers.push(raw("www-authenticate", WWW_AUTHENTICATE));
     }
     if let Some(secs) = r.retry_after_secs() {
         headers.push(raw("retry-after", secs.to_string()));
-    }
-    if let Some(id) = activation_id {
-        headers.push(raw(ACTIVATION_ID_HEADER, id));
     }
     response(processing_response::Response::ImmediateResponse(
         ImmediateResponse {
