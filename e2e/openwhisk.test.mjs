@@ -155,3 +155,13 @@ test('a sequence created with the JS client chains its components', async () => 
   const first = await eventually('component record', () => ow.activations.get({ name: activation.logs[0] }));
   assert.equal(first.cause, activation.activationId);
 });
+
+test('an action can let its responses be cached (__ow_cache_max_age)', async () => {
+  const code = 'let calls = 0; function main(p) { calls += 1; return { calls, echo: p.q, __ow_cache_max_age: 60 }; }';
+  await ow.actions.create({ name: 'cached', action: code });
+  const invoke = (q) => ow.actions.invoke({ name: 'cached', blocking: true, result: true, params: { q } });
+  assert.deepEqual(await invoke('a'), { calls: 1, echo: 'a' }); // teaches the router
+  assert.deepEqual(await invoke('a'), { calls: 2, echo: 'a' }); // stored
+  assert.deepEqual(await invoke('a'), { calls: 2, echo: 'a' }); // served from the cache
+  assert.deepEqual(await invoke('b'), { calls: 3, echo: 'b' }); // other parameters: the action runs
+});

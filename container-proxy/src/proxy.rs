@@ -502,5 +502,11 @@ fn answer_for(record: &ActivationRecord, result_only: bool) -> Answer {
     } else {
         record.api()
     };
-    Answer::json(status, body)
+    let answer = Answer::json(status, body);
+    match record.cache_max_age() {
+        Some(secs) if status == 200 => {
+            answer.with_header("cache-control", format!("max-age={secs}"))
+        }
+        _ => answer,
+    }
 }

@@ -49,7 +49,15 @@ pub struct ActivationResponse {
     pub result: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<usize>,
+    /// Seconds the caller may cache a successful result for (see [`CACHE_FIELD`]); never stored.
+    #[serde(skip)]
+    pub cache_max_age: Option<u64>,
 }
+
+/// The result field by which an action lets its successful response be cached, in seconds:
+/// `{"greeting": "hi", "__ow_cache_max_age": 60}`. The proxy removes it from the result and
+/// answers with `Cache-Control: max-age=60`, which the router honours.
+pub const CACHE_FIELD: &str = "__ow_cache_max_age";
 
 fn status_text(code: u8) -> &'static str {
     match code {
@@ -68,6 +76,7 @@ impl ActivationResponse {
             success: status_code == SUCCESS,
             result,
             size,
+            cache_max_age: None,
         }
     }
 
@@ -139,7 +148,13 @@ pub fn classify(response: &RunResponse) -> ActivationResponse {
                     Some(error) => {
                         ActivationResponse::new(DEVELOPER_ERROR, json!({ "error": error }), size)
                     }
-                    None if *ok => ActivationResponse::new(SUCCESS, Value::Object(fields), size),
+                    None if *ok => {
+                        let cache = fields.remove(CACHE_FIELD).and_then(|v| v.as_u64());
+                        let mut response =
+                            ActivationResponse::new(SUCCESS, Value::Object(fields), size);
+                        response.cache_max_age = cache.filter(|s| *s > 0);
+                        response
+                    }
                     None => {
                         ActivationResponse::error(DEVELOPER_ERROR, invalid_run_response(body), size)
                     }
@@ -181,6 +196,7 @@ pub struct Finished {
 #[derive(Debug, Clone)]
 pub struct ActivationRecord {
     stored: Value,
+    cache_max_age: Option<u64>,
 }
 
 impl ActivationRecord {
@@ -204,6 +220,7 @@ impl ActivationRecord {
         if done.cause.is_some() {
             annotations.push(json!({"key": "causedBy", "value": "sequence"}));
         }
+        let cache_max_age = done.response.cache_max_age;
         let response = serde_json::to_value(&done.response).unwrap_or_else(|_| json!({}));
         let stored = json!({
             "namespace": done.namespace,
@@ -223,7 +240,15 @@ impl ActivationRecord {
         if let Some(cause) = done.cause {
             stored["cause"] = json!(cause);
         }
-        ActivationRecord { stored }
+        ActivationRecord {
+            stored,
+            cache_max_age,
+        }
+    }
+
+    /// How long the caller may cache this (successful) result, if the action said so.
+    pub fn cache_max_age(&self) -> Option<u64> {
+        self.cache_max_age
     }
 
     /// The stored form (with `response.statusCode`), reported to the control plane.
@@ -279,6 +304,17 @@ mod tests {
             size: body.len(),
             truncated: None,
         }
+    }
+
+    #[test]
+    fn the_cache_field_becomes_a_max_age_and_leaves_the_result() {
+        let r = classify(&answered(true, r#"{"x":1,"__ow_cache_max_age":60}"#));
+        assert_eq!(r.result, json!({"x": 1}));
+        assert_eq!(r.cache_max_age, Some(60));
+        let r = classify(&answered(true, r#"{"x":1,"__ow_cache_max_age":0}"#));
+        assert_eq!(r.cache_max_age, None);
+        let r = classify(&answered(true, r#"{"error":"no","__ow_cache_max_age":60}"#));
+        assert_eq!(r.cache_max_age, None, "errors are never cacheable");
     }
 
     #[test]

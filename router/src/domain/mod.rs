@@ -9,6 +9,7 @@
 
 pub mod authn;
 pub mod authz;
+pub mod cache;
 pub mod clock;
 pub mod coldstart;
 pub mod endpoints;

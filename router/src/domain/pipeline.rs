@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::authn::Authenticator;
 use super::authz::authorize;
+use super::cache::ResponseCache;
 use super::clock::now_ms;
 use super::coldstart::{ControlPlane, WaitPolicy, acquire};
 use super::endpoints::{Pick, Slot};
@@ -106,6 +107,8 @@ pub enum Decision {
 /// The router's whole decision logic over the pushed tables.
 pub struct Router {
     pub tables: Arc<Tables>,
+    /// Responses actions allowed to be cached.
+    pub cache: ResponseCache,
     authn: Authenticator,
     control: Arc<dyn ControlPlane>,
     config: PipelineConfig,
@@ -124,6 +127,7 @@ impl Router {
     ) -> Self {
         Self {
             tables,
+            cache: ResponseCache::default(),
             authn: Authenticator::default(),
             control,
             config,

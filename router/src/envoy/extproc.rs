@@ -30,6 +30,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::headers::{CONTEXT_PREFIX, get, raw};
 use crate::context::context_headers;
+use crate::domain::cache::{MAX_BODY, ResponseCache, max_age, with_activation_id};
 use crate::domain::clock::now_ms;
 use crate::domain::pipeline::{Admission, Decision, RequestHead, Router};
 use crate::domain::rejection::{Rejection, WWW_AUTHENTICATE};
@@ -94,6 +95,19 @@ struct StreamState {
     activation_id: Option<String>,
     /// A non-blocking invoke waiting for its body before the router runs it itself.
     deferred: Option<Deferred>,
+    /// A blocking invoke of a caching action, waiting for its body to look the cache up.
+    probe: Option<Probe>,
+    /// The cache key of this request, once known.
+    cache_key: Option<String>,
+    /// A cacheable response being buffered: its key and lifetime.
+    cache_store: Option<(String, Duration, Vec<u8>)>,
+}
+
+struct Probe {
+    admission: Admission,
+    /// The routing answer, sent with the body reply on a miss.
+    route: ProcessingResponse,
+    body: Vec<u8>,
 }
 
 struct Deferred {
@@ -115,6 +129,9 @@ async fn run_stream(
         client,
         metrics,
         span: tracing::Span::none(),
+        probe: None,
+        cache_key: None,
+        cache_store: None,
         admission: None,
         activation_id: None,
         deferred: None,
@@ -128,7 +145,7 @@ async fn run_stream(
             Some(R::RequestBody(b)) => {
                 on_request_body(b.body, b.end_of_stream, &mut state, &tx).await
             }
-            Some(R::ResponseBody(_)) => response(P::ResponseBody(BodyResponse::default())),
+            Some(R::ResponseBody(b)) => on_response_body(b.body, b.end_of_stream, &mut state),
             Some(R::RequestTrailers(_)) => {
                 response(P::RequestTrailers(TrailersResponse::default()))
             }
@@ -214,7 +231,9 @@ async fn on_request_headers(
         Decision::Sequence(s) => Accepted::Sequence(s),
         Decision::Admitted(a) if !a.invocation.blocking => Accepted::Admitted(a),
         Decision::Pending(p) if !p.invocation().blocking => Accepted::Pending(p),
-        d => return decide_blocking(router, d, map, &transaction_id, state, tx).await,
+        d => {
+            return decide_blocking(router, d, h, &transaction_id, state, tx).await;
+        }
     };
     let deferred = Deferred {
         accepted,
@@ -245,6 +264,16 @@ async fn on_request_body(
     state: &mut StreamState,
     tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
 ) -> ProcessingResponse {
+    if let Some(mut probe) = state.probe.take() {
+        probe.body.extend_from_slice(&chunk);
+        if !end {
+            state.probe = Some(probe);
+            return response(processing_response::Response::RequestBody(
+                BodyResponse::default(),
+            ));
+        }
+        return look_up_cache(probe, state);
+    }
     let Some(mut deferred) = state.deferred.take() else {
         return response(processing_response::Response::RequestBody(
             BodyResponse::default(),
@@ -328,7 +357,7 @@ fn accepted_response(id: &str) -> ProcessingResponse {
 }
 
 /// An immediate JSON answer carrying the activation id.
-fn json_response(status: u16, body: String, id: &str) -> ProcessingResponse {
+fn json_response(status: u16, body: impl Into<Vec<u8>>, id: &str) -> ProcessingResponse {
     response(processing_response::Response::ImmediateResponse(
         ImmediateResponse {
             status: Some(HttpStatus {
@@ -341,7 +370,7 @@ fn json_response(status: u16, body: String, id: &str) -> ProcessingResponse {
                 ],
                 remove_headers: vec![],
             }),
-            body: body.into_bytes(),
+            body: body.into(),
             details: "whisk_router_answered".to_owned(),
             ..Default::default()
         },
@@ -359,15 +388,65 @@ fn hold_for(d: Duration) -> ProcessingResponse {
     }
 }
 
+/// With the body of a caching action's invoke: a hit is answered from the cache (the slots are
+/// released unused); a miss is routed as usual, and its key kept for the response.
+fn look_up_cache(probe: Probe, state: &mut StreamState) -> ProcessingResponse {
+    let Probe {
+        admission,
+        route,
+        body,
+    } = probe;
+    let inv = &admission.invocation;
+    let key = ResponseCache::key(&inv.action, &inv.namespace, inv.result, &body);
+    if let Some(hit) = key.as_deref().and_then(|k| state.router.cache.get(k)) {
+        state.metrics.decided("cached");
+        state.span.record("whisk.outcome", "cached");
+        let id = inv.activation_id.clone();
+        drop(admission);
+        return json_response(200, with_activation_id(&hit.body, &id), &id);
+    }
+    state.cache_key = key;
+    state.admission = Some(admission);
+    // The routing decided at request headers, now sent with the body reply.
+    let common = match route.response {
+        Some(processing_response::Response::RequestHeaders(h)) => h.response,
+        _ => None,
+    };
+    ProcessingResponse {
+        response: Some(processing_response::Response::RequestBody(BodyResponse {
+            response: common,
+        })),
+        dynamic_metadata: route.dynamic_metadata,
+        ..Default::default()
+    }
+}
+
+/// Buffers a cacheable response body and keeps it.
+fn on_response_body(chunk: Vec<u8>, end: bool, state: &mut StreamState) -> ProcessingResponse {
+    if let Some((key, ttl, mut body)) = state.cache_store.take() {
+        body.extend_from_slice(&chunk);
+        if end {
+            state.router.cache.put(key, body, ttl);
+        } else {
+            state.cache_store = Some((key, ttl, body));
+        }
+    }
+    response(processing_response::Response::ResponseBody(
+        BodyResponse::default(),
+    ))
+}
+
 /// A blocking invoke: routed through Envoy to the chosen container, after waiting if needed.
 async fn decide_blocking(
     router: &Router,
     decision: Decision,
-    map: &HeaderMap,
+    h: &HttpHeaders,
     transaction_id: &str,
     state: &mut StreamState,
     tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
 ) -> ProcessingResponse {
+    let empty = HeaderMap::default();
+    let map = h.headers.as_ref().unwrap_or(&empty);
     let transaction_id = transaction_id.to_owned();
     let decision = match decision {
         Decision::Pending(pending) => {
@@ -400,6 +479,28 @@ async fn decide_blocking(
             let traceparent = whisk_telemetry::traceparent_of(&state.span);
             let reply = route(map, &admission, &transaction_id, traceparent);
             state.activation_id = Some(admission.invocation.activation_id.clone());
+            if router.cache.is_cacheable(&admission.invocation.action) {
+                let probe = Probe {
+                    admission,
+                    route: reply,
+                    body: Vec::new(),
+                };
+                if h.end_of_stream {
+                    return look_up_cache(probe, state);
+                }
+                // Ask for the (small, size-checked) body to compute the cache key.
+                state.probe = Some(probe);
+                return ProcessingResponse {
+                    response: Some(processing_response::Response::RequestHeaders(
+                        HeadersResponse::default(),
+                    )),
+                    mode_override: Some(ProcessingMode {
+                        request_body_mode: BodySendMode::Buffered as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+            }
             state.admission = Some(admission);
             reply
         }
@@ -486,7 +587,23 @@ fn on_response_headers(
     let status: u16 = get(map, ":status")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let mut buffer_body = false;
     if let Some(admission) = state.admission.take() {
+        let cacheable = (status == 200 && admission.invocation.blocking)
+            .then(|| get(map, "cache-control").and_then(max_age))
+            .flatten()
+            .filter(|_| {
+                get(map, "content-length")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|len| len <= MAX_BODY)
+            });
+        if let Some(ttl) = cacheable {
+            router.cache.mark_cacheable(&admission.invocation.action);
+            if let Some(key) = state.cache_key.take() {
+                state.cache_store = Some((key, ttl, Vec::new()));
+                buffer_body = true;
+            }
+        }
         let endpoint = admission.slot.endpoint();
         let from_proxy = get(map, ACTIVATION_ID_HEADER).is_some();
         match status {
@@ -515,7 +632,7 @@ fn on_response_headers(
         .as_deref()
         .map(|id| vec![raw(ACTIVATION_ID_HEADER, id)])
         .unwrap_or_default();
-    response(processing_response::Response::ResponseHeaders(
+    let mut reply = response(processing_response::Response::ResponseHeaders(
         HeadersResponse {
             response: Some(CommonResponse {
                 header_mutation: Some(HeaderMutation {
@@ -525,7 +642,14 @@ fn on_response_headers(
                 ..Default::default()
             }),
         },
-    ))
+    ));
+    if buffer_body {
+        reply.mode_override = Some(ProcessingMode {
+            response_body_mode: BodySendMode::Buffered as i32,
+            ..Default::default()
+        });
+    }
+    reply
 }
 
 /// `Retry-After` as seconds or an HTTP-date.

@@ -343,18 +343,40 @@ impl Upstream {
     /// A container that behaves like a container proxy answering a blocking invoke: the
     /// activation record of `f(parameters)` (an `error` field makes it an application error).
     pub async fn action(name: &str, f: fn(serde_json::Value) -> serde_json::Value) -> Upstream {
-        Self::start_full(name, None, Some(f)).await
+        Self::start_full(
+            name,
+            Behaviour {
+                action: Some(f),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// A container whose answers say `Cache-Control: <value>` (status from `x-test-status`).
+    pub async fn caching(name: &str, cache_control: &str) -> Upstream {
+        Self::start_full(
+            name,
+            Behaviour {
+                cache_control: Some(cache_control.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     async fn start_with(name: &str, forced: Option<(u16, String)>) -> Upstream {
-        Self::start_full(name, forced, None).await
+        Self::start_full(
+            name,
+            Behaviour {
+                forced,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
-    async fn start_full(
-        name: &str,
-        forced: Option<(u16, String)>,
-        action: Option<fn(serde_json::Value) -> serde_json::Value>,
-    ) -> Upstream {
+    async fn start_full(name: &str, behaviour: Behaviour) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicU64::new(0));
@@ -368,9 +390,15 @@ impl Upstream {
         );
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (n, r, a, f, l) = (n.clone(), r.clone(), a.clone(), forced.clone(), l.clone());
+                let (n, r, a, b, l) = (
+                    n.clone(),
+                    r.clone(),
+                    a.clone(),
+                    behaviour.clone(),
+                    l.clone(),
+                );
                 tokio::spawn(async move {
-                    let _ = serve_conn(sock, &n, &r, &a, f, &l, action).await;
+                    let _ = serve_conn(sock, &n, &r, &a, b, &l).await;
                 });
             }
         });
@@ -382,6 +410,17 @@ impl Upstream {
             last,
         }
     }
+}
+
+/// How a test container answers.
+#[derive(Clone, Default)]
+struct Behaviour {
+    /// Always this status, with this `Retry-After`.
+    forced: Option<(u16, String)>,
+    /// Behave like a container proxy running this function.
+    action: Option<fn(serde_json::Value) -> serde_json::Value>,
+    /// Send this `Cache-Control`.
+    cache_control: Option<String>,
 }
 
 struct ActiveGuard(Arc<AtomicU64>);
@@ -396,10 +435,14 @@ async fn serve_conn(
     name: &str,
     requests: &AtomicU64,
     active: &Arc<AtomicU64>,
-    forced: Option<(u16, String)>,
+    behaviour: Behaviour,
     last: &Mutex<serde_json::Value>,
-    action: Option<fn(serde_json::Value) -> serde_json::Value>,
 ) -> std::io::Result<()> {
+    let Behaviour {
+        forced,
+        action,
+        cache_control,
+    } = behaviour;
     let mut reader = BufReader::new(sock);
     loop {
         let mut line = String::new();
@@ -456,6 +499,16 @@ async fn serve_conn(
             status = *forced_status;
             extra.push_str(&format!("retry-after: {retry_after}\r\n"));
         }
+        // Like a container proxy: every answer names its activation.
+        if let Some(id) = get("x-whisk-activation-id") {
+            extra.push_str(&format!("x-openwhisk-activation-id: {id}\r\n"));
+        }
+        if let Some(cc) = &cache_control {
+            extra.push_str(&format!("cache-control: {cc}\r\n"));
+        }
+        let pad = get("x-test-pad")
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|n| "x".repeat(n));
         let body = match action {
             Some(f) => {
                 let input = serde_json::from_slice(&body).unwrap_or(serde_json::json!({}));
@@ -479,6 +532,8 @@ async fn serve_conn(
                 "upstream": name,
                 "request": request_line,
                 "headers": headers,
+                "body": serde_json::from_slice::<serde_json::Value>(&body).ok(),
+                "pad": pad,
             }),
         }
         .to_string();

@@ -1,0 +1,209 @@
+//! Response caching controlled by the action.
+//!
+//! An action opts in per response: a successful result carrying `__ow_cache_max_age: N` is
+//! answered by its container proxy with `Cache-Control: max-age=N` (actions that answer with
+//! headers can send that header themselves). The router keeps such responses in a bounded moka
+//! cache keyed by action, action revision, caller namespace (dropped for actions in public
+//! packages, which are shared), the answer's shape (`result`) and the canonical parameters
+//! (object keys sorted). A hit is served without touching a container — after authentication,
+//! authorisation and throttling, each with its own activation id. Only 200s are kept, never
+//! errors; only bodies whose `content-length` fits [`MAX_BODY`]; an update changes the revision,
+//! so older entries are never served again.
+//!
+//! The router learns that an action caches from its first cacheable response; from then on it
+//! reads that action's (small) request bodies to compute keys, so the second call stores and the
+//! third is a hit.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use super::tables::ActionMeta;
+
+/// Largest body kept (Envoy buffers it whole).
+pub const MAX_BODY: u64 = 256 * 1024;
+
+/// One cached answer.
+#[derive(Debug)]
+pub struct Cached {
+    pub body: Vec<u8>,
+    expires: Instant,
+}
+
+/// The cache, and which action revisions are known to produce cacheable answers.
+pub struct ResponseCache {
+    entries: moka::sync::Cache<String, Arc<Cached>>,
+    cacheable: DashMap<Arc<str>, u64>,
+}
+
+impl Default for ResponseCache {
+    fn default() -> Self {
+        Self::new(64 * 1024 * 1024)
+    }
+}
+
+impl ResponseCache {
+    /// A cache holding at most `max_bytes` of bodies.
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|k: &String, v: &Arc<Cached>| {
+                    (k.len() + v.body.len()).min(u32::MAX as usize) as u32
+                })
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
+            cacheable: DashMap::new(),
+        }
+    }
+
+    /// Whether this revision of the action has answered cacheably before.
+    pub fn is_cacheable(&self, action: &ActionMeta) -> bool {
+        self.cacheable
+            .get(&action.fqn)
+            .is_some_and(|r| *r == action.revision)
+    }
+
+    pub fn mark_cacheable(&self, action: &ActionMeta) {
+        self.cacheable.insert(action.fqn.clone(), action.revision);
+    }
+
+    /// The key of an invoke, or `None` when the parameters are not JSON.
+    pub fn key(
+        action: &ActionMeta,
+        caller_ns: &str,
+        result_only: bool,
+        params: &[u8],
+    ) -> Option<String> {
+        let params: serde_json::Value = if params.iter().all(u8::is_ascii_whitespace) {
+            serde_json::json!({})
+        } else {
+            serde_json::from_slice(params).ok()?
+        };
+        // serde_json's map is ordered by key, so this is a canonical form.
+        let ns = if action.public { "" } else { caller_ns };
+        Some(format!(
+            "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+            action.fqn, action.revision, ns, result_only, params
+        ))
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
+        let hit = self.entries.get(key)?;
+        if hit.expires <= Instant::now() {
+            self.entries.invalidate(key);
+            return None;
+        }
+        Some(hit)
+    }
+
+    pub fn put(&self, key: String, body: Vec<u8>, ttl: Duration) {
+        let expires = Instant::now() + ttl;
+        self.entries.insert(key, Arc::new(Cached { body, expires }));
+    }
+}
+
+/// `max-age` of a `Cache-Control` value, when positive and not forbidden by `no-store`.
+pub fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut age = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("private") {
+            return None;
+        }
+        if let Some(v) = directive.strip_prefix("max-age=") {
+            age = v.trim().parse::<u64>().ok().filter(|s| *s > 0);
+        }
+    }
+    age.map(Duration::from_secs)
+}
+
+/// A cached body answered under a new activation id (full records carry their id).
+pub fn with_activation_id(body: &[u8], activation_id: &str) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut v) if v.get("activationId").is_some() && v.get("response").is_some() => {
+            v["activationId"] = serde_json::json!(activation_id);
+            v.to_string().into_bytes()
+        }
+        _ => body.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::tables::ActionLimits;
+
+    fn action(public: bool, revision: u64) -> ActionMeta {
+        ActionMeta {
+            fqn: "guest/a".into(),
+            revision,
+            version: "0.0.1".into(),
+            kind: "nodejs:20".into(),
+            limits: ActionLimits {
+                timeout_ms: 1,
+                memory_mb: 1,
+                logs_mb: 1,
+                concurrency: 1,
+            },
+            components: Box::new([]),
+            public,
+        }
+    }
+
+    #[test]
+    fn keys_are_canonical_and_scoped() {
+        let a = action(false, 1);
+        let k1 = ResponseCache::key(&a, "guest", true, br#"{"b":1,"a":2}"#).unwrap();
+        let k2 = ResponseCache::key(&a, "guest", true, br#"{ "a":2, "b":1 }"#).unwrap();
+        assert_eq!(k1, k2);
+        assert_ne!(
+            k1,
+            ResponseCache::key(&a, "other", true, br#"{"a":2,"b":1}"#).unwrap()
+        );
+        assert_ne!(
+            k1,
+            ResponseCache::key(&a, "guest", false, br#"{"a":2,"b":1}"#).unwrap()
+        );
+        assert_ne!(
+            k1,
+            ResponseCache::key(&action(false, 2), "guest", true, br#"{"a":2,"b":1}"#).unwrap()
+        );
+        let public = action(true, 1);
+        assert_eq!(
+            ResponseCache::key(&public, "guest", true, b"{}"),
+            ResponseCache::key(&public, "other", true, b"")
+        );
+        assert!(ResponseCache::key(&a, "guest", true, b"not json").is_none());
+    }
+
+    #[test]
+    fn entries_expire() {
+        let c = ResponseCache::default();
+        c.put("k".into(), b"x".to_vec(), Duration::from_millis(0));
+        assert!(c.get("k").is_none());
+        c.put("k".into(), b"x".to_vec(), Duration::from_secs(60));
+        assert_eq!(c.get("k").unwrap().body, b"x");
+    }
+
+    #[test]
+    fn cache_control_directives() {
+        assert_eq!(max_age("max-age=60"), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("public, max-age=5"), Some(Duration::from_secs(5)));
+        assert_eq!(max_age("max-age=0"), None);
+        assert_eq!(max_age("no-store, max-age=5"), None);
+        assert_eq!(max_age("no-cache"), None);
+    }
+
+    #[test]
+    fn records_get_the_new_activation_id() {
+        let body = br#"{"activationId":"old","response":{"result":{}}}"#;
+        let v: serde_json::Value =
+            serde_json::from_slice(&with_activation_id(body, "new")).unwrap();
+        assert_eq!(v["activationId"], "new");
+        assert_eq!(
+            with_activation_id(br#"{"x":1}"#, "new"),
+            br#"{"x":1}"#.to_vec()
+        );
+    }
+}
