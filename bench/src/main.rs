@@ -45,6 +45,10 @@ enum Part {
     Upstream {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// What it answers: a fixed body, a container proxy's activation record, or a cacheable
+        /// answer.
+        #[arg(long, value_enum, default_value_t = upstream::Mode::Plain)]
+        mode: upstream::Mode,
     },
     /// The no-op ext_proc server.
     #[command(hide = true)]
@@ -109,7 +113,7 @@ struct RunArgs {
     /// `whisk up --flavour` for d and e.
     #[arg(long, default_value = "gateway", value_parser = ["gateway", "sidecar"])]
     stack_flavour: String,
-    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,j).
+    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j).
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
     /// Directory holding whisk-router, whisk and whisk-container-proxy [default: next to this
@@ -156,7 +160,7 @@ impl RunArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.part {
-        Some(Part::Upstream { listen }) => upstream::run(listen).context("upstream"),
+        Some(Part::Upstream { listen, mode }) => upstream::run(listen, mode).context("upstream"),
         Some(Part::NoopExtproc { listen, dst }) => {
             noop_extproc::run(listen, dst).context("no-op ext_proc")
         }
@@ -261,6 +265,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if opts.wants('h') {
         let r = scenarios::edge::sidecar(&tools, &opts).await;
+        note(&r);
+        all.push(r);
+    }
+    if opts.wants('i') {
+        let r = scenarios::seqcache::run(&tools, &opts).await;
         note(&r);
         all.push(r);
     }

@@ -7,19 +7,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::loadgen::Mode;
 use crate::scenarios::edge::closed_label;
+use crate::scenarios::seqcache;
 use crate::scenarios::{Options, ScenarioReport, Step};
 
 pub const JSON_FILE: &str = "report.json";
 pub const MARKDOWN_FILE: &str = "report.md";
 pub const PLOT_FILE: &str = "latency-vs-load.svg";
 
-/// Scenarios the router does not support yet.
-pub const NOT_AVAILABLE: &[(&str, &str)] = &[(
-    "i",
-    "sequences / result-cache hits: not available yet — the router does not implement sequences \
-     or a result cache, so there is nothing to measure.",
-)];
+/// Scenarios the router does not support yet (none at the moment).
+pub const NOT_AVAILABLE: &[(&str, &str)] = &[];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -190,7 +188,7 @@ impl Report {
         let c1 = closed_label(1);
         let cn = closed_label(options.saturate_concurrency);
         let s = &scenarios;
-        let ratios = vec![
+        let mut ratios = vec![
             Ratio {
                 name: "c/b throughput".into(),
                 value: div(rps(s, "c", &cn), rps(s, "b", &cn)),
@@ -242,6 +240,48 @@ impl Report {
                 how: format!("p50, {c1}: router with scale tables ÷ c"),
             },
         ];
+        // i: sequences (per component, against a direct invoke) and cache hits (against c).
+        let c1_mode = Mode::Closed { concurrency: 1 };
+        let cn_mode = Mode::Closed {
+            concurrency: options.saturate_concurrency,
+        };
+        let direct_p50 = p50(s, "i", &seqcache::label(seqcache::DIRECT, c1_mode));
+        let seq_overhead = |n: usize| match (
+            p50(s, "i", &seqcache::label(&seqcache::sequence(n), c1_mode)),
+            direct_p50,
+        ) {
+            (Some(seq), Some(direct)) => Some((seq - direct) / n as f64),
+            _ => None,
+        };
+        let longest = seqcache::SEQUENCE_LENGTHS
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1);
+        let hit_rps = rps(s, "i", &seqcache::label(seqcache::CACHE_HIT, cn_mode));
+        let hit_p50 = p50(s, "i", &seqcache::label(seqcache::CACHE_HIT, c1_mode));
+        let hits_reached_upstream = scenario(s, "i")
+            .and_then(|i| i.extra.get("cache_upstream_requests"))
+            .and_then(|v| v["during_hit_steps"].as_f64());
+        for n in seqcache::SEQUENCE_LENGTHS {
+            ratios.push(Ratio {
+                name: format!("i seq{n} overhead per component (µs)"),
+                value: seq_overhead(n),
+                how: format!(
+                    "(p50 of guest/seq{n} − p50 of a direct invoke of its component) ÷ {n}, {c1}"
+                ),
+            });
+        }
+        ratios.push(Ratio {
+            name: "i cache-hit/c throughput".into(),
+            value: div(hit_rps, rps(s, "c", &cn)),
+            how: format!("achieved requests/s, {cn}: router cache hits ÷ the plain routed path"),
+        });
+        ratios.push(Ratio {
+            name: "i cache-hit/c p50 latency".into(),
+            value: div(hit_p50, p50(s, "c", &c1)),
+            how: format!("p50, {c1}: a cache hit ÷ a routed call"),
+        });
         let router_cpu = step(s, "c", &cn)
             .and_then(|st| st.cost("router"))
             .map(|c| c.cpu_us_per_request);
@@ -257,7 +297,7 @@ impl Report {
             .and_then(|j| j.extra.get("router_peak_rss_mib"))
             .and_then(|v| v.as_f64());
         let j_slowdown = div(p50(s, "j", &c1), p50(s, "c", &c1)).map(|r| (r - 1.0) * 100.0);
-        let targets = vec![
+        let mut targets = vec![
             check(
                 "router throughput vs no-op ext_proc (c/b)",
                 div(rps(s, "c", &cn), rps(s, "b", &cn)),
@@ -315,6 +355,30 @@ impl Report {
                 "needs c and j",
             ),
         ];
+        targets.push(check(
+            &format!("sequence overhead per component (i, seq{longest}, p50 {c1})"),
+            seq_overhead(longest),
+            150.0,
+            "µs",
+            false,
+            "needs i",
+        ));
+        targets.push(check(
+            &format!("cache-hit throughput ÷ plain routed path (i ÷ c, {cn})"),
+            div(hit_rps, rps(s, "c", &cn)),
+            1.0,
+            "×",
+            true,
+            "needs c and i",
+        ));
+        targets.push(check(
+            "upstream requests during the cache-hit steps (i)",
+            hits_reached_upstream,
+            0.0,
+            "requests",
+            false,
+            "needs i",
+        ));
         Self {
             generated_unix_s: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

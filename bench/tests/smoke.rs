@@ -74,7 +74,7 @@ fn smoke_run_writes_a_complete_report() {
 
     let scenarios = json["scenarios"].as_array().expect("scenarios");
     let ids: Vec<&str> = scenarios.iter().filter_map(|s| s["id"].as_str()).collect();
-    for id in ["a", "b", "c", "d", "e", "f", "g", "h", "j"] {
+    for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
         assert!(
             ids.contains(&id),
             "scenario {id} missing from {ids:?}\n{stderr}"
@@ -110,9 +110,32 @@ fn smoke_run_writes_a_complete_report() {
     assert!(json["targets"].as_array().is_some_and(|t| !t.is_empty()));
     assert!(json["ratios"].as_array().is_some_and(|r| !r.is_empty()));
     assert!(
-        json["not_available"].as_array().is_some_and(|n| n
+        json["not_available"].as_array().is_some_and(|n| !n
             .iter()
             .any(|l| l.as_str().is_some_and(|l| l.starts_with("i:")))),
-        "scenario i must be listed as not available"
+        "scenario i is measured now, not listed as not available"
+    );
+    // Scenario i: every sequence and the cache hits were measured, and no hit reached the
+    // upstream (a count, not a timing).
+    let i = scenarios
+        .iter()
+        .find(|s| s["id"] == "i")
+        .expect("scenario i");
+    let labels: Vec<&str> = i["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|st| st["label"].as_str())
+        .collect();
+    for want in ["direct", "seq1", "seq5", "seq10", "cache-hit"] {
+        assert!(
+            labels.iter().any(|l| l.starts_with(&format!("{want} "))),
+            "scenario i has no {want} step: {labels:?}"
+        );
+    }
+    assert_eq!(
+        i["extra"]["cache_upstream_requests"]["during_hit_steps"], 0,
+        "cache hits reached the upstream: {}",
+        i["extra"]
     );
 }

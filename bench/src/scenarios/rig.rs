@@ -80,9 +80,28 @@ impl Rig {
         Target::post_json(self.envoy_listen, INVOKE_PATH, Some(&guest()), BODY)
     }
 
+    /// The guest's `POST` of [`BODY`] to another path (e.g. another action).
+    pub fn target_path(&self, path: &str) -> Target {
+        Target::post_json(self.envoy_listen, path, Some(&guest()), BODY)
+    }
+
     /// The same invoke with other credentials.
     pub fn target_as(&self, credentials: &str) -> Target {
         Target::post_json(self.envoy_listen, INVOKE_PATH, Some(credentials), BODY)
+    }
+
+    /// How many requests the upstream has served (its own count, asked directly).
+    pub async fn upstream_requests(&self) -> Result<u64, ScenarioError> {
+        let text = self
+            .http
+            .get(format!("http://{}{}", self.upstream, upstream::COUNT_PATH))
+            .send()
+            .await?
+            .text()
+            .await?;
+        text.trim()
+            .parse()
+            .map_err(|_| ScenarioError::Unexpected(format!("upstream count {text:?}")))
     }
 
     /// Pushes a delta through the stand-in and waits until the router has applied it.
@@ -108,9 +127,13 @@ pub fn base_tables(upstream: SocketAddr) -> pb::TableUpdate {
     }
 }
 
-pub async fn start_upstream(tools: &Tools, dir: &Path) -> Result<Child, ScenarioError> {
+pub async fn start_upstream(
+    tools: &Tools,
+    dir: &Path,
+    mode: upstream::Mode,
+) -> Result<Child, ScenarioError> {
     let mut cmd = Command::new(&tools.bench);
-    cmd.args(["upstream", "--listen", "127.0.0.1:0"]);
+    cmd.args(["upstream", "--listen", "127.0.0.1:0", "--mode", mode.arg()]);
     spawn_announcing(
         cmd,
         upstream::MARKER,
@@ -168,9 +191,19 @@ pub async fn start_router(
 
 /// Brings a set-up up and waits until an invoke through Envoy answers 200.
 pub async fn start(tools: &Tools, front: Front, name: &str) -> Result<Rig, ScenarioError> {
+    start_with(tools, front, name, upstream::Mode::Plain).await
+}
+
+/// As [`start`], with the upstream answering in `mode`.
+pub async fn start_with(
+    tools: &Tools,
+    front: Front,
+    name: &str,
+    mode: upstream::Mode,
+) -> Result<Rig, ScenarioError> {
     let dir = tools.work.join(name);
     std::fs::create_dir_all(&dir)?;
-    let up = start_upstream(tools, &dir).await?;
+    let up = start_upstream(tools, &dir, mode).await?;
     let upstream_addr = parse_addr("upstream", &up.address)?;
     let mut components = vec![Component::new("upstream", up.pid().unwrap_or(0))];
     let mut front_child = None;

@@ -123,7 +123,7 @@ async fn measure_scale(
 ) -> Result<(), ScenarioError> {
     let dir = tools.work.join("j-scale");
     std::fs::create_dir_all(&dir)?;
-    let up = rig::start_upstream(tools, &dir).await?;
+    let up = rig::start_upstream(tools, &dir, crate::upstream::Mode::Plain).await?;
     let upstream: std::net::SocketAddr = up
         .address
         .parse()
