@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,26 +12,6 @@ use serde_json::json;
 use whisk_controlplane::LocalBackend;
 use whisk_controlplane::pool::State;
 use whisk_proto::controlplane::v1 as pb;
-
-/// `target/debug/whisk-container-proxy`, next to this test's `deps/` directory; built if missing.
-fn proxy_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf();
-    let bin = debug.join("whisk-container-proxy");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "whisk-container-proxy"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building whisk-container-proxy failed");
-    }
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
-}
 
 /// Process ids of our descendants (children, grandchildren, ...).
 fn descendants(pid: u32) -> Vec<u32> {

@@ -6,32 +6,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use whisk_proto::controlplane::v1 as pb;
 use whisk_proto::controlplane::v1::cold_start_response::Outcome;
 use whisk_telemetry::testing::OtlpReceiver;
-
-/// `target/debug/whisk-container-proxy`, built if missing.
-fn proxy_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf();
-    let bin = debug.join("whisk-container-proxy");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "whisk-container-proxy"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building whisk-container-proxy failed");
-    }
-    bin
-}
 
 fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()

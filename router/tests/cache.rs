@@ -23,12 +23,7 @@ async fn call(b: &Bench, auth: &str, path: &str, params: Value) -> reqwest::Resp
 
 async fn setup(b: &Bench, cache_control: &str) -> Upstream {
     let u = Upstream::caching("c", cache_control).await;
-    b.apply(pb::TableUpdate {
-        actions_upsert: vec![action("guest/a", 10)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 10)],
-        ..Default::default()
-    })
-    .await;
+    b.one_action("a", &u, 10).await;
     u
 }
 

@@ -65,12 +65,7 @@ async fn routes_two_actions_to_their_own_containers() {
 async fn sidecar_flavour_routes_over_a_unix_socket() {
     let b = Bench::start_sidecar().await;
     let u = Upstream::start("a").await;
-    b.apply(pb::TableUpdate {
-        actions_upsert: vec![action("guest/a", 1)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 1)],
-        ..Default::default()
-    })
-    .await;
+    b.one_action("a", &u, 1).await;
     let r = b.invoke("a").await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-openwhisk-activation-id"));
@@ -378,12 +373,7 @@ async fn cold_start_failure_is_503_with_retry_after() {
 async fn forged_routing_headers_never_change_the_destination() {
     let b = Bench::start().await;
     let (real, evil) = (Upstream::start("real").await, Upstream::start("evil").await);
-    b.apply(pb::TableUpdate {
-        actions_upsert: vec![action("guest/a", 1)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", real.addr, 1)],
-        ..Default::default()
-    })
-    .await;
+    b.one_action("a", &real, 1).await;
     let r = b
         .http
         .post(b.invoke_url("a"))
@@ -411,12 +401,7 @@ async fn forged_routing_headers_never_change_the_destination() {
 async fn a_revoked_key_is_refused_within_a_second() {
     let b = Bench::start().await;
     let u = Upstream::start("a").await;
-    b.apply(pb::TableUpdate {
-        actions_upsert: vec![action("guest/a", 1)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 1)],
-        ..Default::default()
-    })
-    .await;
+    b.one_action("a", &u, 1).await;
     assert_eq!(b.invoke("a").await.status(), 200);
     b.cp.push(pb::TableUpdate {
         identities_removed: vec![GUEST_UUID.into()],
@@ -474,12 +459,7 @@ async fn management_calls_are_authenticated_by_ext_authz() {
 async fn envoy_fails_closed_while_the_router_is_down() {
     let mut b = Bench::start().await;
     let u = Upstream::start("a").await;
-    b.apply(pb::TableUpdate {
-        actions_upsert: vec![action("guest/a", 1)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 1)],
-        ..Default::default()
-    })
-    .await;
+    b.one_action("a", &u, 1).await;
     assert_eq!(b.invoke("a").await.status(), 200);
     let served = u.requests.load(Ordering::SeqCst);
     b.kill_router().await;

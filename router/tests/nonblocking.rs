@@ -64,12 +64,7 @@ async fn answers_202_at_once_and_holds_concurrency_until_completion() {
 async fn the_router_runs_it_as_a_blocking_call_with_the_body() {
     let b = Bench::start().await;
     let u = Upstream::start("a").await;
-    b.apply(pb::TableUpdate {
-        actions_upsert: vec![action("guest/a", 1)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 1)],
-        ..Default::default()
-    })
-    .await;
+    b.one_action("a", &u, 1).await;
     let r = fire(&b, "a", 0).await;
     assert_eq!(r.status(), 202);
     let id = r.headers()["x-openwhisk-activation-id"]

@@ -285,3 +285,23 @@ pub async fn until_update<F: FnMut(&pb::TableUpdate) -> bool>(
 pub fn nodejs_action(code: &str) -> Value {
     serde_json::json!({ "exec": { "kind": "nodejs:default", "code": code } })
 }
+
+/// `target/debug/whisk-container-proxy`, next to this test's `deps/` directory; built if missing.
+pub fn proxy_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf();
+    let bin = debug.join("whisk-container-proxy");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "whisk-container-proxy"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building whisk-container-proxy failed");
+    }
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}

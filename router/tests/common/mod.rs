@@ -693,6 +693,17 @@ impl Bench {
         .await;
     }
 
+    /// Pushes `guest/<name>` with one container `c<name>` at `upstream`, and waits for it.
+    pub async fn one_action(&self, name: &str, upstream: &Upstream, capacity: u32) {
+        let fqn = format!("guest/{name}");
+        self.apply(pb::TableUpdate {
+            actions_upsert: vec![action(&fqn, capacity)],
+            endpoints_upsert: vec![endpoint(&format!("c{name}"), &fqn, upstream.addr, capacity)],
+            ..Default::default()
+        })
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.envoy.url())
     }
