@@ -113,7 +113,7 @@ struct RunArgs {
     /// `whisk up --flavour` for d and e.
     #[arg(long, default_value = "gateway", value_parser = ["gateway", "sidecar"])]
     stack_flavour: String,
-    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j).
+    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j,k).
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
     /// Directory holding whisk-router, whisk and whisk-container-proxy [default: next to this
@@ -265,6 +265,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if opts.wants('h') {
         let r = scenarios::edge::sidecar(&tools, &opts).await;
+        note(&r);
+        all.push(r);
+    }
+    if opts.wants('k') {
+        let r = scenarios::edge::with_kept_bodies(&tools, &opts).await;
         note(&r);
         all.push(r);
     }

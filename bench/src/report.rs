@@ -225,6 +225,16 @@ impl Report {
                 how: format!("achieved requests/s, {cn}"),
             },
             Ratio {
+                name: "k kept/no kept bodies p50 latency".into(),
+                value: div(p50(s, "k", &c1), p50(s, "c", &c1)),
+                how: format!("p50, {c1}: --replay always (k) ÷ a lone router's auto (c)"),
+            },
+            Ratio {
+                name: "k kept/no kept bodies throughput".into(),
+                value: div(rps(s, "k", &cn), rps(s, "c", &cn)),
+                how: format!("achieved requests/s, {cn}"),
+            },
+            Ratio {
                 name: "f 429/c 200 p50 latency".into(),
                 value: div(p50(s, "f", &c1), p50(s, "c", &c1)),
                 how: format!("p50, {c1}: a throttled call ÷ a routed one"),

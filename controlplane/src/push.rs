@@ -17,11 +17,14 @@ pub struct Delta {
     identities: BTreeMap<String, Option<pb::Identity>>,
     actions: BTreeMap<String, Option<pb::Action>>,
     endpoints: BTreeMap<String, Option<pb::Endpoint>>,
+    /// The number of subscribed routers, when it changed.
+    routers: Option<u32>,
 }
 
 impl Delta {
     pub fn is_empty(&self) -> bool {
-        self.namespaces.is_empty()
+        self.routers.is_none()
+            && self.namespaces.is_empty()
             && self.identities.is_empty()
             && self.actions.is_empty()
             && self.endpoints.is_empty()
@@ -64,11 +67,15 @@ impl Delta {
         self.identities.extend(other.identities);
         self.actions.extend(other.actions);
         self.endpoints.extend(other.endpoints);
+        if other.routers.is_some() {
+            self.routers = other.routers;
+        }
     }
 
     fn into_update(self, revision: u64) -> pb::TableUpdate {
         let mut u = pb::TableUpdate {
             revision,
+            routers: self.routers,
             ..Default::default()
         };
         for (k, v) in self.namespaces {
@@ -105,6 +112,8 @@ struct Tables {
     identities: BTreeMap<String, pb::Identity>,
     actions: BTreeMap<String, pb::Action>,
     endpoints: BTreeMap<String, pb::Endpoint>,
+    /// Routers subscribed now.
+    routers: u32,
 }
 
 fn apply<T: Clone>(table: &mut BTreeMap<String, T>, changes: &BTreeMap<String, Option<T>>) {
@@ -216,6 +225,9 @@ impl PushHub {
             apply(&mut st.tables.identities, &delta.identities);
             apply(&mut st.tables.actions, &delta.actions);
             apply(&mut st.tables.endpoints, &delta.endpoints);
+            if let Some(n) = delta.routers {
+                st.tables.routers = n;
+            }
             st.pending.merge(delta);
         }
         self.wake.notify_one();
@@ -235,6 +247,7 @@ impl PushHub {
             identities_upsert: t.identities.values().cloned().collect(),
             actions_upsert: t.actions.values().cloned().collect(),
             endpoints_upsert: t.endpoints.values().cloned().collect(),
+            routers: Some(t.routers),
             ..Default::default()
         };
         (snap, rx)
@@ -260,7 +273,19 @@ impl PushHub {
         let _ = self.shutdown.send(true);
     }
 
+    /// Counts a router in (`+1`) or out (`-1`) and tells every router the new number.
+    fn routers_changed(&self, by: i32) {
+        {
+            let mut st = self.lock();
+            let n = st.tables.routers.saturating_add_signed(by);
+            st.tables.routers = n;
+            st.pending.routers = Some(n);
+        }
+        self.wake.notify_one();
+    }
+
     /// The subscription stream: a snapshot, then deltas; a fresh snapshot after lagging.
+    /// The router is counted in [`pb::TableUpdate::routers`] while the stream lives.
     pub fn subscribe(
         self: &Arc<Self>,
     ) -> impl Stream<Item = Arc<pb::TableUpdate>> + Send + 'static {
@@ -270,6 +295,12 @@ impl PushHub {
             last: u64,
             stop: watch::Receiver<bool>,
         }
+        impl Drop for Sub {
+            fn drop(&mut self) {
+                self.hub.routers_changed(-1);
+            }
+        }
+        self.routers_changed(1);
         let sub = Sub {
             hub: self.clone(),
             rx: None,
@@ -364,6 +395,27 @@ mod tests {
         assert_eq!(u.revision, 1);
         assert_eq!(u.endpoints_removed, vec!["x".to_string()]);
         assert_eq!(u.endpoints_upsert.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn routers_are_counted_in_and_out() {
+        let hub = PushHub::new(16);
+        let mut first = Box::pin(hub.subscribe());
+        assert_eq!(first.next().await.unwrap().routers, Some(1));
+        let second = Box::pin(hub.subscribe());
+        hub.flush();
+        let u = first.next().await.unwrap();
+        assert!(!u.snapshot);
+        assert_eq!(u.routers, Some(2), "the first router hears of the second");
+        drop(second);
+        hub.flush();
+        assert_eq!(first.next().await.unwrap().routers, Some(1));
+        // An ordinary change says nothing about routers.
+        let mut d = Delta::default();
+        d.upsert_endpoint(ep("e"));
+        hub.publish(d);
+        hub.flush();
+        assert_eq!(first.next().await.unwrap().routers, None);
     }
 
     #[tokio::test]

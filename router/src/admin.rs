@@ -56,6 +56,7 @@ async fn tables_info(State(tables): State<Arc<Tables>>) -> Json<serde_json::Valu
     Json(serde_json::json!({
         "ready": tables.is_ready(),
         "revision": tables.revision(),
+        "routers": tables.routers(),
         "namespaces": namespaces,
         "identities": identities,
         "actions": actions,

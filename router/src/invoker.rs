@@ -5,6 +5,9 @@
 //! call, holding the container slot and the namespace's concurrency until the proxy answers — so
 //! both limits count the activation exactly as long as it runs.
 //!
+//! The same loop replays a forwarded blocking invoke whose container answered 429, when the
+//! router kept its body (see `domain::replay`).
+//!
 //! Because the router holds the request body here, a container that answers 429 (or refuses the
 //! connection) does not fail the request: its breaker opens (until `Retry-After`), and the
 //! activation moves to another container or a cold start, until its deadline. If none is found,
@@ -62,6 +65,8 @@ pub struct Origin<'a> {
 pub struct ProxyAnswer {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// The proxy's `Cache-Control` (an action's caching directive), passed on to the client.
+    pub cache_control: Option<String>,
     pub body: Bytes,
 }
 
@@ -111,6 +116,11 @@ impl ProxyClient {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let cache_control = resp
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = tokio::time::timeout(timeout, resp.into_body().collect())
             .await
             .map_err(|_| CallError::Timeout)?
@@ -119,6 +129,7 @@ impl ProxyClient {
         Ok(ProxyAnswer {
             status,
             retry_after,
+            cache_control,
             body,
         })
     }
@@ -166,7 +177,7 @@ pub async fn call_until_answered(
             .await;
         match answer {
             Ok(a) if a.status == 429 => {
-                endpoint.open_for(a.retry_after.unwrap_or(Duration::from_secs(1)));
+                slot.refused(a.retry_after.unwrap_or(Duration::from_secs(1)));
             }
             Ok(a) => return Ok(a),
             Err(CallError::Unreachable(reason)) => {

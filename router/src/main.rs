@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use whisk_router::domain::coldstart::WaitPolicy;
 use whisk_router::domain::pipeline::PipelineConfig;
+use whisk_router::domain::replay::ReplayPolicy;
 use whisk_router::server::{ServerConfig, start};
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,12 @@ struct Args {
     /// The longest a request waits for a cold start (ms).
     #[arg(long, default_value_t = 60_000)]
     max_cold_wait_ms: u64,
+    /// When a forwarded blocking invoke keeps its body, so that a container's 429 can be
+    /// replayed elsewhere: `auto` (while other routers share the containers, or the action was
+    /// refused in the last minute), `always` or `never`. Keeping a body costs one more ext_proc
+    /// message each way.
+    #[arg(long, env = "WHISK_ROUTER_REPLAY", default_value = "auto")]
+    replay: ReplayPolicy,
     /// Logs and traces (`--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`).
     #[command(flatten)]
     telemetry: whisk_telemetry::TelemetryArgs,
@@ -72,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
                 busy_wait: Duration::from_millis(args.busy_wait_ms),
             },
             max_cold_wait: Duration::from_millis(args.max_cold_wait_ms),
+            replay: args.replay,
         },
     })
     .await

@@ -48,6 +48,9 @@ pub struct RouterMetrics {
     pub cold_start_wait_seconds: Histogram,
     /// `retry_after` (a container answered 429) or `unreachable`.
     pub breaker_trips: Family<Reason, Counter>,
+    /// Refused (429) forwarded invokes the router sent elsewhere: `answered`, `no_capacity`
+    /// (the 429 reached the client) or `wait_expired` (202).
+    pub replays: Family<Outcome, Counter>,
 }
 
 impl RouterMetrics {
@@ -68,6 +71,10 @@ impl RouterMetrics {
         let breaker_trips = registry.counter_family::<Reason>(
             "whisk_router_breaker_trips",
             "Containers taken out of rotation, by reason.",
+        );
+        let replays = registry.counter_family::<Outcome>(
+            "whisk_router_replays",
+            "Invokes refused by their container (429) that the router sent elsewhere, by outcome.",
         );
         let in_flight = registry.gauge_family::<Namespace>(
             "whisk_router_in_flight",
@@ -111,11 +118,16 @@ impl RouterMetrics {
             decision_seconds,
             cold_start_wait_seconds,
             breaker_trips,
+            replays,
         }
     }
 
     pub fn decided(&self, outcome: &'static str) {
         self.decisions.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn replayed(&self, outcome: &'static str) {
+        self.replays.get_or_create(&Outcome { outcome }).inc();
     }
 
     pub fn tripped(&self, reason: &'static str) {

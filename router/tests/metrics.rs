@@ -8,14 +8,7 @@ use common::*;
 use whisk_proto::controlplane::v1 as pb;
 
 async fn scrape(b: &Bench) -> String {
-    b.http
-        .get(format!("http://{}/metrics", b.router_admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    b.router_metrics().await
 }
 
 /// The value of one sample line (`name{labels} value`), 0 when absent.

@@ -9,6 +9,9 @@
 //! * g — c's measurement while the stand-in pushes endpoint upserts and removals for the very
 //!   action being invoked, at a fixed rate.
 //! * h — the sidecar flavour (router on a Unix socket) measured like c's closed-loop steps.
+//! * k — c's closed-loop steps with the router keeping every forwarded body for a replay after a
+//!   429 (`--replay always`, what `auto` does when several routers share the containers); c is
+//!   the default for a lone router, which keeps none.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,7 +117,16 @@ pub async fn router(tools: &Tools, opts: &Options) -> Vec<ScenarioReport> {
         "c's closed c=1 and one open-loop step repeated while the stand-in pushes endpoint \
          upserts/removals of the invoked action (every endpoint points at the upstream).",
     );
-    let rig = match rig::start(tools, Front::Router { sidecar: false }, "c-router").await {
+    let rig = match rig::start(
+        tools,
+        Front::Router {
+            sidecar: false,
+            keep_bodies: false,
+        },
+        "c-router",
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             let e = e.to_string();
@@ -258,18 +270,54 @@ async fn churn(
 }
 
 pub async fn sidecar(tools: &Tools, opts: &Options) -> ScenarioReport {
-    let (title, setup) = (
+    let front = Front::Router {
+        sidecar: true,
+        keep_bodies: false,
+    };
+    closed_steps_of_c_variant(
+        tools,
+        opts,
+        ('h', "h-sidecar", front),
         "Sidecar flavour (router on a Unix socket)",
         "As c, with envoy/sidecar.yaml and the router on --uds; compare with c's closed-loop steps \
          (gateway flavour, TCP).",
-    );
-    let mut report = ScenarioReport::new('h', title, setup);
+    )
+    .await
+}
+
+pub async fn with_kept_bodies(tools: &Tools, opts: &Options) -> ScenarioReport {
+    let front = Front::Router {
+        sidecar: false,
+        keep_bodies: true,
+    };
+    closed_steps_of_c_variant(
+        tools,
+        opts,
+        ('k', "k-kept-bodies", front),
+        "Router keeping every body (--replay always)",
+        "As c, with the router started with --replay always: each forwarded invoke's body is \
+         kept for a replay after a 429 (one more ext_proc message each way), as --replay auto \
+         does while several routers share the containers. Compare with c's closed-loop steps \
+         (a lone router, --replay auto: no body kept).",
+    )
+    .await
+}
+
+/// A variant of c's set-up measured with c's closed-loop steps only.
+async fn closed_steps_of_c_variant(
+    tools: &Tools,
+    opts: &Options,
+    (id, dir, front): (char, &str, Front),
+    title: &str,
+    setup: &str,
+) -> ScenarioReport {
+    let mut report = ScenarioReport::new(id, title, setup);
     let run = async {
-        let rig = rig::start(tools, Front::Router { sidecar: true }, "h-sidecar").await?;
+        let rig = rig::start(tools, front, dir).await?;
         standard_steps(&rig, opts, &mut report, false).await
     };
     match run.await {
         Ok(()) => report,
-        Err(e) => ScenarioReport::failed('h', title, setup, e.to_string()),
+        Err(e) => ScenarioReport::failed(id, title, setup, e.to_string()),
     }
 }

@@ -3,7 +3,8 @@
 //! scenario's result.
 //!
 //! * [`edge`] — a (Envoy alone), b (Envoy + no-op ext_proc), c (Envoy + router), f (throttled),
-//!   g (endpoint churn), h (sidecar flavour): Envoy in front of the bench's minimal upstream.
+//!   g (endpoint churn), h (sidecar flavour), k (the router keeping every body): Envoy in front of
+//!   the bench's minimal upstream.
 //! * [`stack`] — d (warm invoke through `whisk up`) and e (cold starts with/without stem cell).
 //! * [`seqcache`] — i (sequences run by the router; response-cache hits).
 //! * [`scale`] — j (the router loaded with large tables).

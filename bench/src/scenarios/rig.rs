@@ -41,8 +41,10 @@ pub enum Front {
     Floor,
     /// Scenario b: the gateway template with the no-op ext_proc as `router_grpc`.
     Noop,
-    /// Scenario c (TCP) or h (Unix socket): the real router.
-    Router { sidecar: bool },
+    /// Scenario c (TCP) or h (Unix socket): the real router. `keep_bodies: true` (scenario k)
+    /// runs it with `--replay always`: every forwarded invoke keeps its body for a replay after
+    /// a 429 (the default, `auto`, keeps none while the router is alone).
+    Router { sidecar: bool, keep_bodies: bool },
 }
 
 /// A running set-up.
@@ -160,6 +162,7 @@ pub async fn start_router(
     controlplane: &str,
     dir: &Path,
     sidecar: bool,
+    keep_bodies: bool,
 ) -> Result<(Child, RouterLink, SocketAddr, PathBuf), ScenarioError> {
     let log = dir.join("router.log");
     let socket = dir.join("router.sock");
@@ -167,6 +170,9 @@ pub async fn start_router(
     cmd.args(["--admin", "127.0.0.1:0", "--controlplane", controlplane])
         // Per-request logging is not part of what is measured.
         .env("RUST_LOG", "warn");
+    if keep_bodies {
+        cmd.args(["--replay", "always"]);
+    }
     if sidecar {
         cmd.arg("--uds").arg(&socket);
     } else {
@@ -235,11 +241,18 @@ pub async fn start_with(
                 front_child = Some(child);
                 RouterLink::Tcp(addr)
             } else {
-                let sidecar = matches!(front, Front::Router { sidecar: true });
+                let (sidecar, keep_bodies) = match front {
+                    Front::Router {
+                        sidecar,
+                        keep_bodies,
+                    } => (sidecar, keep_bodies),
+                    _ => (false, false),
+                };
                 let s = StandIn::new();
                 let revision = s.push(base_tables(upstream_addr));
                 let (url, server) = s.serve().await?;
-                let (child, link, admin, _log) = start_router(tools, &url, &dir, sidecar).await?;
+                let (child, link, admin, _log) =
+                    start_router(tools, &url, &dir, sidecar, keep_bodies).await?;
                 components.push(Component::new("router", child.pid().unwrap_or(0)));
                 wait_revision(&reqwest::Client::new(), admin, revision, START_TIMEOUT).await?;
                 front_child = Some(child);

@@ -153,7 +153,7 @@ async fn measure_scale(
     );
     let (url, _server) = s.serve().await?;
     let timeout = Duration::from_secs(opts.scale_timeout_secs);
-    let (router, link, admin, log) = rig::start_router(tools, &url, &dir, false).await?;
+    let (router, link, admin, log) = rig::start_router(tools, &url, &dir, false, false).await?;
     let router_pid = router.pid().unwrap_or(0);
     let http = reqwest::Client::new();
 

@@ -110,7 +110,10 @@ async fn sequences(
 ) -> Result<(), ScenarioError> {
     let rig = rig::start_with(
         tools,
-        Front::Router { sidecar: false },
+        Front::Router {
+            sidecar: false,
+            keep_bodies: false,
+        },
         "i-sequences",
         upstream::Mode::Proxy,
     )
@@ -171,7 +174,10 @@ async fn cache_hits(
     // Starting the rig made the first call (the router learns that guest/bench caches).
     let rig = rig::start_with(
         tools,
-        Front::Router { sidecar: false },
+        Front::Router {
+            sidecar: false,
+            keep_bodies: false,
+        },
         "i-cache",
         upstream::Mode::Cache,
     )

@@ -76,5 +76,6 @@ pub fn update(u: pb::TableUpdate) -> Update {
         actions_removed: u.actions_removed,
         endpoints_upsert: u.endpoints_upsert.into_iter().map(endpoint).collect(),
         endpoints_removed: u.endpoints_removed,
+        routers: u.routers,
     }
 }

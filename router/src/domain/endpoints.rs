@@ -97,6 +97,8 @@ pub struct Pool {
     /// Woken when a slot frees (one waiter) or the pool changes (all waiters).
     pub changed: Notify,
     pub cold: std::sync::Mutex<ColdState>,
+    /// Epoch ms of the last 429 from any of its containers (0 = never).
+    last_refusal_ms: AtomicU64,
 }
 
 /// The outcome of one attempt to pick an endpoint.
@@ -112,6 +114,11 @@ pub enum Pick {
 }
 
 impl Pool {
+    /// When a container of this action last refused an invoke (epoch ms, 0 = never).
+    pub fn last_refusal_ms(&self) -> u64 {
+        self.last_refusal_ms.load(Ordering::Relaxed)
+    }
+
     pub fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
         self.endpoints.load_full()
     }
@@ -169,6 +176,19 @@ pub struct Slot {
 impl Slot {
     pub fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// The container answered 429: its breaker opens for `retry_after`, and the action is
+    /// remembered as refused (see [`super::replay`]).
+    pub fn refused(&self, retry_after: Duration) {
+        self.endpoint.open_for(retry_after);
+        self.pool
+            .last_refusal_ms
+            .fetch_max(now_ms(), Ordering::Relaxed);
     }
 }
 

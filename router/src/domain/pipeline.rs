@@ -18,6 +18,7 @@ use super::clock::now_ms;
 use super::coldstart::{ControlPlane, WaitPolicy, acquire};
 use super::endpoints::{Pick, Slot};
 use super::rejection::Rejection;
+use super::replay::ReplayPolicy;
 use super::request::parse_invoke;
 use super::tables::{ActionMeta, Tables};
 use super::throttle::ConcurrencyGuard;
@@ -37,6 +38,8 @@ pub struct PipelineConfig {
     pub wait: WaitPolicy,
     /// The longest a request waits for a cold start (non-blocking requests included).
     pub max_cold_wait: Duration,
+    /// When forwarded blocking invokes keep their body for a replay after a 429.
+    pub replay: ReplayPolicy,
 }
 
 impl Default for PipelineConfig {
@@ -44,6 +47,7 @@ impl Default for PipelineConfig {
         Self {
             wait: WaitPolicy::default(),
             max_cold_wait: Duration::from_secs(60),
+            replay: ReplayPolicy::default(),
         }
     }
 }
@@ -220,6 +224,16 @@ impl Router {
                 }))
             }
         }
+    }
+
+    /// Whether the router keeps this forwarded invoke's body, so that a 429 from its container
+    /// can be replayed elsewhere (see [`super::replay`]).
+    pub fn keeps_body(&self, admission: &Admission) -> bool {
+        self.config.replay.keeps_body(
+            self.tables.routers() > 1,
+            admission.slot.pool().last_refusal_ms(),
+            now_ms(),
+        )
     }
 
     /// A new slot for an admitted invocation whose container refused it.

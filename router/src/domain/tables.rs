@@ -6,7 +6,7 @@
 //! removes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -70,6 +70,8 @@ pub struct Update {
     pub actions_removed: Vec<String>,
     pub endpoints_upsert: Vec<EndpointSpec>,
     pub endpoints_removed: Vec<String>,
+    /// How many routers the control plane serves, when it says (see [`Tables::routers`]).
+    pub routers: Option<u32>,
 }
 
 /// Everything pushed, plus the live counters hanging off it.
@@ -81,6 +83,8 @@ pub struct Tables {
     pub endpoints: EndpointTable,
     revision: AtomicU64,
     ready: AtomicBool,
+    /// Routers subscribed to the control plane (0 = not told).
+    routers: AtomicU32,
     /// Bumped on every identity change so caches of verified credentials can drop stale entries.
     identity_epoch: AtomicU64,
 }
@@ -93,6 +97,11 @@ impl Tables {
 
     pub fn revision(&self) -> u64 {
         self.revision.load(Ordering::Acquire)
+    }
+
+    /// How many routers share the containers (at least this one).
+    pub fn routers(&self) -> u32 {
+        self.routers.load(Ordering::Relaxed).max(1)
     }
 
     pub fn identity_epoch(&self) -> u64 {
@@ -196,6 +205,9 @@ impl Tables {
         }
         for id in &update.endpoints_removed {
             self.endpoints.remove(id);
+        }
+        if let Some(n) = update.routers {
+            self.routers.store(n, Ordering::Relaxed);
         }
         if identities_changed {
             self.identity_epoch.fetch_add(1, Ordering::AcqRel);

@@ -34,7 +34,9 @@ use crate::domain::cache::{MAX_BODY, ResponseCache, max_age, with_activation_id}
 use crate::domain::clock::now_ms;
 use crate::domain::pipeline::{Admission, Decision, RequestHead, Router};
 use crate::domain::rejection::{Rejection, WWW_AUTHENTICATE};
-use crate::invoker::{Accepted, ProxyClient, run_in_background};
+use crate::invoker::{
+    Accepted, Origin, ProxyAnswer, ProxyClient, call_until_answered, run_in_background,
+};
 use crate::metrics::RouterMetrics;
 
 /// The dynamic-metadata namespace Envoy's `ORIGINAL_DST` cluster reads `dst` from.
@@ -101,14 +103,37 @@ struct StreamState {
     cache_key: Option<String>,
     /// A cacheable response being buffered: its key and lifetime.
     cache_store: Option<(String, Duration, Vec<u8>)>,
+    /// A forwarded blocking invoke the router can replay elsewhere if its container answers 429.
+    replay: Option<Replay>,
 }
 
 struct Probe {
     admission: Admission,
     /// The routing answer, sent with the body reply on a miss.
     route: ProcessingResponse,
+    /// What a replay needs, the body included (collected for the cache key).
+    replay: Replay,
+}
+
+/// What the router keeps of a forwarded blocking invoke to send it to another container.
+struct Replay {
+    authorization: Option<String>,
+    transaction_id: String,
     body: Vec<u8>,
 }
+
+impl Replay {
+    fn of(map: &HeaderMap, transaction_id: &str) -> Self {
+        Self {
+            authorization: get(map, "authorization").map(str::to_owned),
+            transaction_id: transaction_id.to_owned(),
+            body: Vec::new(),
+        }
+    }
+}
+
+/// The largest body the router keeps for a replay; larger ones are forwarded without.
+const MAX_KEPT_BODY: u64 = 512 * 1024;
 
 struct Deferred {
     accepted: Accepted,
@@ -135,13 +160,14 @@ async fn run_stream(
         admission: None,
         activation_id: None,
         deferred: None,
+        replay: None,
     };
     while let Ok(Some(msg)) = inbound.message().await {
         use processing_request::Request as R;
         use processing_response::Response as P;
         let reply = match msg.request {
             Some(R::RequestHeaders(h)) => on_request_headers(&router, &h, &mut state, &tx).await,
-            Some(R::ResponseHeaders(h)) => on_response_headers(&router, &h, &mut state),
+            Some(R::ResponseHeaders(h)) => on_response_headers(&router, &h, &mut state, &tx).await,
             Some(R::RequestBody(b)) => {
                 on_request_body(b.body, b.end_of_stream, &mut state, &tx).await
             }
@@ -265,7 +291,7 @@ async fn on_request_body(
     tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
 ) -> ProcessingResponse {
     if let Some(mut probe) = state.probe.take() {
-        probe.body.extend_from_slice(&chunk);
+        probe.replay.body.extend_from_slice(&chunk);
         if !end {
             state.probe = Some(probe);
             return response(processing_response::Response::RequestBody(
@@ -275,6 +301,14 @@ async fn on_request_body(
         return look_up_cache(probe, state);
     }
     let Some(mut deferred) = state.deferred.take() else {
+        // A forwarded invoke: keep the body for a replay, and let it go on.
+        if let Some(replay) = state.replay.as_mut() {
+            if replay.body.is_empty() {
+                replay.body = chunk;
+            } else {
+                replay.body.extend_from_slice(&chunk);
+            }
+        }
         return response(processing_response::Response::RequestBody(
             BodyResponse::default(),
         ));
@@ -394,10 +428,10 @@ fn look_up_cache(probe: Probe, state: &mut StreamState) -> ProcessingResponse {
     let Probe {
         admission,
         route,
-        body,
+        replay,
     } = probe;
     let inv = &admission.invocation;
-    let key = ResponseCache::key(&inv.action, &inv.namespace, inv.result, &body);
+    let key = ResponseCache::key(&inv.action, &inv.namespace, inv.result, &replay.body);
     if let Some(hit) = key.as_deref().and_then(|k| state.router.cache.get(k)) {
         state.metrics.decided("cached");
         state.span.record("whisk.outcome", "cached");
@@ -407,6 +441,7 @@ fn look_up_cache(probe: Probe, state: &mut StreamState) -> ProcessingResponse {
     }
     state.cache_key = key;
     state.admission = Some(admission);
+    state.replay = Some(replay);
     // The routing decided at request headers, now sent with the body reply.
     let common = match route.response {
         Some(processing_response::Response::RequestHeaders(h)) => h.response,
@@ -477,13 +512,13 @@ async fn decide_blocking(
     match decision {
         Decision::Admitted(admission) => {
             let traceparent = whisk_telemetry::traceparent_of(&state.span);
-            let reply = route(map, &admission, &transaction_id, traceparent);
+            let mut reply = route(map, &admission, &transaction_id, traceparent);
             state.activation_id = Some(admission.invocation.activation_id.clone());
             if router.cache.is_cacheable(&admission.invocation.action) {
                 let probe = Probe {
                     admission,
                     route: reply,
-                    body: Vec::new(),
+                    replay: Replay::of(map, &transaction_id),
                 };
                 if h.end_of_stream {
                     return look_up_cache(probe, state);
@@ -500,6 +535,22 @@ async fn decide_blocking(
                     }),
                     ..Default::default()
                 };
+            }
+            // Keep what a replay after a 429 needs: nothing to buffer without a body; a body
+            // only when the policy says so and it is small enough.
+            let keep = h.end_of_stream
+                || (router.keeps_body(&admission)
+                    && get(map, "content-length")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .is_some_and(|len| len <= MAX_KEPT_BODY));
+            if keep {
+                state.replay = Some(Replay::of(map, &transaction_id));
+                if !h.end_of_stream {
+                    reply.mode_override = Some(ProcessingMode {
+                        request_body_mode: BodySendMode::Buffered as i32,
+                        ..Default::default()
+                    });
+                }
             }
             state.admission = Some(admission);
             reply
@@ -577,16 +628,32 @@ fn route(
     }
 }
 
-fn on_response_headers(
+async fn on_response_headers(
     router: &Router,
     h: &HttpHeaders,
     state: &mut StreamState,
+    tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
 ) -> ProcessingResponse {
     let empty = HeaderMap::default();
     let map = h.headers.as_ref().unwrap_or(&empty);
     let status: u16 = get(map, ":status")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    if status == 429
+        && state.admission.is_some()
+        && let Some(replay) = state.replay.take()
+        && let Some(admission) = state.admission.take()
+    {
+        let retry = get(map, "retry-after")
+            .and_then(parse_retry_after)
+            .unwrap_or(Duration::from_secs(1));
+        admission.slot.refused(retry);
+        state.metrics.tripped("retry_after");
+        if let Some(answer) = replay_elsewhere(admission, replay, state, tx).await {
+            return answer;
+        }
+        // No capacity in time: the container's 429 (with its Retry-After) goes to the client.
+    }
     let mut buffer_body = false;
     if let Some(admission) = state.admission.take() {
         let cacheable = (status == 200 && admission.invocation.blocking)
@@ -611,7 +678,7 @@ fn on_response_headers(
                 let retry = get(map, "retry-after")
                     .and_then(parse_retry_after)
                     .unwrap_or(Duration::from_secs(1));
-                endpoint.open_for(retry);
+                admission.slot.refused(retry);
                 state.metrics.tripped("retry_after");
             }
             502..=504 if !from_proxy => {
@@ -648,6 +715,72 @@ fn on_response_headers(
             response_body_mode: BodySendMode::Buffered as i32,
             ..Default::default()
         });
+    }
+    reply
+}
+
+/// Sends a refused invoke to another container or a cold start, within the caller's wait, and
+/// answers the client with what that container said. `None` when no capacity was found in
+/// time: the refusal stands.
+async fn replay_elsewhere(
+    mut admission: Admission,
+    replay: Replay,
+    state: &StreamState,
+    tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
+) -> Option<ProcessingResponse> {
+    let wait = Duration::from_millis(admission.invocation.deadline_ms.checked_sub(now_ms())?);
+    let deadline = tokio::time::Instant::now() + wait;
+    // Envoy holds the container's 429 while we look; the proxy answers 202 at the deadline.
+    let grace = Duration::from_secs(5);
+    tx.send(Ok(hold_for(wait + grace))).await.ok()?;
+    let id = admission.invocation.activation_id.clone();
+    let Admission {
+        invocation, slot, ..
+    } = &mut admission;
+    let outcome = tokio::time::timeout(wait + grace - Duration::from_secs(1), async {
+        // `slot` still holds the refusing container (its breaker is open): take another.
+        *slot = state.router.reacquire(invocation, deadline).await.ok()?;
+        call_until_answered(
+            &state.router,
+            &state.client,
+            slot,
+            invocation,
+            &Bytes::from(replay.body),
+            Origin {
+                authorization: replay.authorization.as_deref(),
+                transaction_id: &replay.transaction_id,
+            },
+            deadline,
+        )
+        .await
+        .ok()
+    })
+    .await;
+    let (label, reply) = match outcome {
+        Ok(Some(answer)) => ("answered", Some(proxy_response(&answer, &id))),
+        Ok(None) => ("no_capacity", None),
+        // The container took the request but did not answer by the deadline.
+        Err(_) => ("wait_expired", Some(accepted_response(&id))),
+    };
+    state.metrics.replayed(label);
+    tracing::debug!(activation_id = %id, outcome = label, "replayed a refused invoke");
+    reply
+}
+
+/// A container proxy's answer, passed to the client as it is.
+fn proxy_response(answer: &ProxyAnswer, id: &str) -> ProcessingResponse {
+    let mut reply = json_response(answer.status, answer.body.to_vec(), id);
+    if let Some(processing_response::Response::ImmediateResponse(r)) = reply.response.as_mut()
+        && let Some(headers) = r.headers.as_mut()
+    {
+        if let Some(cc) = &answer.cache_control {
+            headers.set_headers.push(raw("cache-control", cc.as_str()));
+        }
+        if let Some(retry) = answer.retry_after {
+            headers
+                .set_headers
+                .push(raw("retry-after", retry.as_secs().max(1).to_string()));
+        }
     }
     reply
 }

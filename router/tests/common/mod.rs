@@ -557,6 +557,7 @@ pub struct Bench {
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     cp_url: String,
+    router_args: Vec<String>,
 }
 
 /// The gRPC and admin addresses a router announced.
@@ -572,9 +573,11 @@ pub async fn start_router(
     listen: &str,
     dir: &std::path::Path,
     uds: Option<&std::path::Path>,
+    extra_args: &[String],
 ) -> whisk_stack::child::Child {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_whisk-router"));
     cmd.args(["--listen", listen, "--controlplane", cp_url])
+        .args(extra_args)
         .env("RUST_LOG", "whisk_router=debug,info");
     if let Some(path) = uds {
         cmd.arg("--uds").arg(path);
@@ -592,16 +595,22 @@ pub async fn start_router(
 impl Bench {
     /// Gateway flavour: Envoy reaches the router over TCP.
     pub async fn start() -> Bench {
-        Self::start_flavour(false).await
+        Self::start_flavour(false, &[]).await
+    }
+
+    /// Gateway flavour, with these extra router arguments.
+    pub async fn start_with_router_args(args: &[&str]) -> Bench {
+        Self::start_flavour(false, args).await
     }
 
     /// Sidecar flavour: Envoy reaches the router over a Unix domain socket.
     pub async fn start_sidecar() -> Bench {
-        Self::start_flavour(true).await
+        Self::start_flavour(true, &[]).await
     }
 
     /// Guest and "other" namespaces (1000/min, 100 concurrent, 1 KiB payloads), no actions yet.
-    async fn start_flavour(sidecar: bool) -> Bench {
+    async fn start_flavour(sidecar: bool, router_args: &[&str]) -> Bench {
+        let router_args: Vec<String> = router_args.iter().map(|a| a.to_string()).collect();
         let cp = FakeControlPlane::new();
         cp.push(pb::TableUpdate {
             namespaces_upsert: vec![namespace("guest", 1000, 100), namespace("other", 1000, 100)],
@@ -619,6 +628,7 @@ impl Bench {
             "127.0.0.1:0",
             dir.path(),
             sidecar.then_some(&*socket),
+            &router_args,
         )
         .await;
         let (router_addr, router_admin) = addresses(&router);
@@ -652,6 +662,7 @@ impl Bench {
             dir,
             http: reqwest::Client::new(),
             cp_url,
+            router_args,
         };
         bench.wait_ready().await;
         bench
@@ -724,6 +735,18 @@ impl Bench {
             .unwrap()
     }
 
+    /// The router's Prometheus text.
+    pub async fn router_metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.router_admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn kill_router(&mut self) {
         if let Some(r) = self.router.take() {
             r.stop(Duration::from_secs(5)).await;
@@ -736,6 +759,7 @@ impl Bench {
             &self.router_addr.to_string(),
             self.dir.path(),
             None,
+            &self.router_args,
         )
         .await;
         self.router_admin = addresses(&r).1;
