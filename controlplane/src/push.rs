@@ -1,7 +1,9 @@
 //! Push of the router tables (`Subscribe`): one in-memory copy of every table, changes merged into
 //! a pending delta and flushed by one task, so a burst of changes (churn) goes out as few deltas,
 //! each with revision + 1. Subscribers get a snapshot first; one that lags behind the bounded
-//! broadcast buffer gets a fresh snapshot instead of an unbounded queue.
+//! broadcast buffer gets a fresh snapshot instead of an unbounded queue. The hub also counts the
+//! subscribed routers (`TableUpdate.routers`): routers sharing containers can overfill them, which
+//! tells each router to keep forwarded bodies for a replay after a 429.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -4,7 +4,9 @@
 //! first, then [`Router::wait`]) → either the destination as dynamic metadata
 //! `whisk.router.dst` plus the context headers, or an immediate OpenWhisk-shaped answer.
 //! Response headers → the breaker sees the status, the slots are released (by dropping the
-//! admission) and `x-openwhisk-activation-id` is added. The admission lives in the stream's task,
+//! admission) and `x-openwhisk-activation-id` is added. A 429 on a request whose body the router
+//! kept (see `domain::replay`) is replayed on another container or a cold start and answered
+//! with an immediate response instead. The admission lives in the stream's task,
 //! so a client abort, an upstream reset or a router error all end the task and release it too.
 
 use std::pin::Pin;
