@@ -260,7 +260,8 @@ async fn on_request_headers(
         Decision::Admitted(a) if !a.invocation.blocking => Accepted::Admitted(a),
         Decision::Pending(p) if !p.invocation().blocking => Accepted::Pending(p),
         d => {
-            return decide_blocking(router, d, h, &transaction_id, state, tx).await;
+            let body_len = head.content_length;
+            return decide_blocking(router, d, h, body_len, &transaction_id, state, tx).await;
         }
     };
     let deferred = Deferred {
@@ -478,6 +479,7 @@ async fn decide_blocking(
     router: &Router,
     decision: Decision,
     h: &HttpHeaders,
+    body_len: Option<u64>,
     transaction_id: &str,
     state: &mut StreamState,
     tx: &mpsc::Sender<Result<ProcessingResponse, Status>>,
@@ -541,10 +543,8 @@ async fn decide_blocking(
             // Keep what a replay after a 429 needs: nothing to buffer without a body; a body
             // only when the policy says so and it is small enough.
             let keep = h.end_of_stream
-                || (router.keeps_body(&admission)
-                    && get(map, "content-length")
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .is_some_and(|len| len <= MAX_KEPT_BODY));
+                || (body_len.is_some_and(|len| len <= MAX_KEPT_BODY)
+                    && router.keeps_body(&admission));
             if keep {
                 state.replay = Some(Replay::of(map, &transaction_id));
                 if !h.end_of_stream {
@@ -642,19 +642,20 @@ async fn on_response_headers(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     if status == 429
-        && state.admission.is_some()
-        && let Some(replay) = state.replay.take()
-        && let Some(admission) = state.admission.take()
+        && let Some(admission) = state.admission.as_ref()
     {
         let retry = get(map, "retry-after")
             .and_then(parse_retry_after)
             .unwrap_or(Duration::from_secs(1));
         admission.slot.refused(retry);
         state.metrics.tripped("retry_after");
-        if let Some(answer) = replay_elsewhere(admission, replay, state, tx).await {
+        if let Some(replay) = state.replay.take()
+            && let Some(admission) = state.admission.take()
+            && let Some(answer) = replay_elsewhere(admission, replay, state, tx).await
+        {
             return answer;
         }
-        // No capacity in time: the container's 429 (with its Retry-After) goes to the client.
+        // Not kept, or no capacity in time: the container's 429 (with its Retry-After) goes on.
     }
     let mut buffer_body = false;
     if let Some(admission) = state.admission.take() {
@@ -673,26 +674,15 @@ async fn on_response_headers(
                 buffer_body = true;
             }
         }
-        let endpoint = admission.slot.endpoint();
-        let from_proxy = get(map, ACTIVATION_ID_HEADER).is_some();
-        match status {
-            429 => {
-                let retry = get(map, "retry-after")
-                    .and_then(parse_retry_after)
-                    .unwrap_or(Duration::from_secs(1));
-                admission.slot.refused(retry);
-                state.metrics.tripped("retry_after");
-            }
-            502..=504 if !from_proxy => {
-                state.metrics.tripped("unreachable");
-                // Envoy's own reply: the container did not answer at all.
-                endpoint.open_for(CONNECT_FAILURE_BACKOFF);
-                router.control().report_unusable(
-                    endpoint.container_id.clone(),
-                    format!("upstream unreachable (status {status})"),
-                );
-            }
-            _ => {}
+        // Envoy's own 502–504 (no activation id): the container did not answer at all.
+        if (502..=504).contains(&status) && get(map, ACTIVATION_ID_HEADER).is_none() {
+            let endpoint = admission.slot.endpoint();
+            state.metrics.tripped("unreachable");
+            endpoint.open_for(CONNECT_FAILURE_BACKOFF);
+            router.control().report_unusable(
+                endpoint.container_id.clone(),
+                format!("upstream unreachable (status {status})"),
+            );
         }
         // `admission` drops here: container slot and namespace concurrency are released.
     }
