@@ -14,7 +14,6 @@
 //! snapshot can be numbered consecutively below the current revision and the last part lands
 //! exactly on it.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,11 +21,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 use whisk_proto::controlplane::v1::{self as pb, control_plane_server::ControlPlaneServer};
+use whisk_testkit::TableModel;
 
 /// The first revision; see the module comment.
 pub const REVISION_BASE: u64 = 1_000_000_000;
@@ -84,43 +83,11 @@ impl Synthetic {
     }
 }
 
+/// The pushed tables, plus the generated part.
 #[derive(Default)]
 struct Model {
-    revision: u64,
-    namespaces: HashMap<String, pb::Namespace>,
-    identities: HashMap<String, pb::Identity>,
-    actions: HashMap<String, pb::Action>,
-    endpoints: HashMap<String, pb::Endpoint>,
+    tables: TableModel,
     synthetic: Option<Synthetic>,
-}
-
-impl Model {
-    fn apply(&mut self, u: &pb::TableUpdate) {
-        for n in &u.namespaces_upsert {
-            self.namespaces.insert(n.name.clone(), n.clone());
-        }
-        for n in &u.namespaces_removed {
-            self.namespaces.remove(n);
-        }
-        for i in &u.identities_upsert {
-            self.identities.insert(i.uuid.clone(), i.clone());
-        }
-        for i in &u.identities_removed {
-            self.identities.remove(i);
-        }
-        for a in &u.actions_upsert {
-            self.actions.insert(a.fqn.clone(), a.clone());
-        }
-        for a in &u.actions_removed {
-            self.actions.remove(a);
-        }
-        for e in &u.endpoints_upsert {
-            self.endpoints.insert(e.container_id.clone(), e.clone());
-        }
-        for e in &u.endpoints_removed {
-            self.endpoints.remove(e);
-        }
-    }
 }
 
 /// What a subscriber's snapshot is built from (copied under the lock, built outside it).
@@ -163,8 +130,11 @@ impl StandIn {
         Self {
             inner: Arc::new(Inner {
                 model: Mutex::new(Model {
-                    revision: REVISION_BASE,
-                    ..Default::default()
+                    tables: TableModel {
+                        revision: REVISION_BASE,
+                        ..Default::default()
+                    },
+                    synthetic: None,
                 }),
                 tx,
                 split: Mutex::new(Split::Whole),
@@ -176,7 +146,7 @@ impl StandIn {
 
     /// Applies a delta, pushes it to every subscriber and returns its revision.
     pub fn push(&self, mut u: pb::TableUpdate) -> u64 {
-        let mut m = lock(&self.inner.model);
+        let m = &mut lock(&self.inner.model).tables;
         m.revision += 1;
         u.revision = m.revision;
         u.snapshot = false;
@@ -189,9 +159,9 @@ impl StandIn {
     /// call it before starting the router.
     pub fn set_synthetic(&self, s: Synthetic) -> u64 {
         let mut m = lock(&self.inner.model);
-        m.revision += 1;
+        m.tables.revision += 1;
         m.synthetic = Some(s);
-        m.revision
+        m.tables.revision
     }
 
     pub fn set_split(&self, split: Split) {
@@ -199,7 +169,7 @@ impl StandIn {
     }
 
     pub fn revision(&self) -> u64 {
-        lock(&self.inner.model).revision
+        lock(&self.inner.model).tables.revision
     }
 
     pub fn subscribes(&self) -> u32 {
@@ -234,12 +204,13 @@ impl StandIn {
 
     fn source(&self) -> (SnapshotSource, broadcast::Receiver<Arc<pb::TableUpdate>>) {
         let m = lock(&self.inner.model);
+        let t = &m.tables;
         let src = SnapshotSource {
-            revision: m.revision,
-            namespaces: m.namespaces.values().cloned().collect(),
-            identities: m.identities.values().cloned().collect(),
-            actions: m.actions.values().cloned().collect(),
-            endpoints: m.endpoints.values().cloned().collect(),
+            revision: t.revision,
+            namespaces: t.namespaces.values().cloned().collect(),
+            identities: t.identities.values().cloned().collect(),
+            actions: t.actions.values().cloned().collect(),
+            endpoints: t.endpoints.values().cloned().collect(),
             synthetic: m.synthetic,
         };
         (src, self.inner.tx.subscribe())
@@ -443,55 +414,8 @@ impl pb::control_plane_server::ControlPlane for StandIn {
     }
 }
 
-// ------------------------------------------------------------------ table entries
-
-/// An identity as pushed: the key's SHA-256, never the key.
-pub fn identity(uuid: &str, ns: &str, key: &str) -> pb::Identity {
-    pb::Identity {
-        uuid: uuid.into(),
-        namespace: ns.into(),
-        subject: ns.into(),
-        key_sha256: Sha256::digest(key.as_bytes()).to_vec(),
-    }
-}
-
-pub fn namespace(name: &str, per_minute: u32, concurrent: u32) -> pb::Namespace {
-    pb::Namespace {
-        name: name.into(),
-        limits: Some(pb::NamespaceLimits {
-            invocations_per_minute: Some(per_minute),
-            concurrent_invocations: Some(concurrent),
-            max_payload_bytes: Some(1024 * 1024),
-        }),
-    }
-}
-
-pub fn action(fqn: &str, concurrency: u32) -> pb::Action {
-    pb::Action {
-        fqn: fqn.into(),
-        revision: 1,
-        version: "0.0.1".into(),
-        kind: "nodejs:20".into(),
-        limits: Some(pb::ActionLimits {
-            timeout_ms: 60_000,
-            memory_mb: 256,
-            logs_mb: 10,
-            concurrency,
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn endpoint(id: &str, fqn: &str, addr: SocketAddr, capacity: u32) -> pb::Endpoint {
-    pb::Endpoint {
-        container_id: id.into(),
-        action_fqn: fqn.into(),
-        action_revision: 1,
-        address: addr.to_string(),
-        capacity,
-        state: pb::EndpointState::Ready as i32,
-    }
-}
+// The table entries are the test kit's: `standin::action(…)` and friends.
+pub use whisk_testkit::tables::{action, endpoint, identity, namespace};
 
 #[cfg(test)]
 mod tests {

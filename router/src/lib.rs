@@ -5,17 +5,16 @@
 //! * [`envoy`] — thin adapters from Envoy's filter protocols to the domain.
 //! * [`control`] — the subscription that fills the tables, and the cold-start client.
 //! * [`server`] — wiring: one gRPC server on TCP and/or a Unix domain socket.
-//! * [`invoker`] — the router calling a container proxy itself (non-blocking invokes).
-//! * [`sequence`] — sequences run in the data plane, component by component.
-//! * [`context`] — the context headers every invoke carries to its container.
+//! * [`upstream`] — the router calling container proxies itself (non-blocking invokes,
+//!   sequences, replays after a 429) and the context headers every invoke carries.
+//! * [`config`] — the command line, the pipeline's policy and the fixed limits.
 //! * [`admin`] — metrics, liveness and readiness on an HTTP port; [`metrics`] defines them.
 
 pub mod admin;
-pub mod context;
+pub mod config;
 pub mod control;
 pub mod domain;
 pub mod envoy;
-pub mod invoker;
 pub mod metrics;
-pub mod sequence;
 pub mod server;
+pub mod upstream;

@@ -13,8 +13,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use whisk_telemetry::{DURATION_BUCKETS, Metrics};
+use whisk_vocab::now_ms;
 
-use crate::domain::clock::now_ms;
 use crate::domain::tables::Tables;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

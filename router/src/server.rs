@@ -11,26 +11,15 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::TcpIncoming;
 
+use crate::config::Config;
 use crate::control::{client::GrpcControlPlane, sync};
-use crate::domain::coldstart::ControlPlane;
-use crate::domain::pipeline::{PipelineConfig, Router};
+use crate::domain::pipeline::Router;
+use crate::domain::ports::ControlPlane;
 use crate::domain::tables::Tables;
 use crate::envoy::{extauthz::ExtAuthz, extproc::ExtProc};
 use crate::metrics::RouterMetrics;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
-
-/// What to listen on and whom to follow.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: Option<SocketAddr>,
-    pub uds: Option<PathBuf>,
-    /// HTTP address for health and readiness (`None`: no admin port).
-    pub admin: Option<SocketAddr>,
-    pub controlplane_url: String,
-    pub router_id: String,
-    pub pipeline: PipelineConfig,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -71,19 +60,21 @@ impl RouterHandle {
 }
 
 /// Binds, subscribes and serves in the background.
-pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
-    if config.listen.is_none() && config.uds.is_none() {
+pub async fn start(config: Config) -> Result<RouterHandle, ServerError> {
+    let listen = config.tcp_listener();
+    if listen.is_none() && config.uds.is_none() {
         return Err(ServerError::NoListener);
     }
+    let router_id = config.router_id();
     let tables = Arc::new(Tables::default());
-    let control = GrpcControlPlane::new(&config.controlplane_url, config.router_id.clone())?;
+    let control = GrpcControlPlane::new(&config.controlplane, router_id.clone())?;
     let mut tasks = vec![tokio::spawn(sync::run(
         control.client(),
         tables.clone(),
-        config.router_id.clone(),
+        router_id,
     ))];
     let control: Arc<dyn ControlPlane> = Arc::new(control);
-    let router = Arc::new(Router::new(tables.clone(), control, config.pipeline));
+    let router = Arc::new(Router::new(tables.clone(), control, config.policy));
     let metrics = RouterMetrics::new(tables.clone());
     let mut admin_addr = None;
     if let Some(addr) = config.admin {
@@ -104,7 +95,7 @@ pub async fn start(config: ServerConfig) -> Result<RouterHandle, ServerError> {
     )));
 
     let mut tcp_addr = None;
-    if let Some(addr) = config.listen {
+    if let Some(addr) = listen {
         let listener = TcpListener::bind(addr).await?;
         tcp_addr = Some(listener.local_addr()?);
         // `serve_with_incoming` ignores the builder's `tcp_nodelay`: without it every ext_proc

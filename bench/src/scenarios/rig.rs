@@ -20,8 +20,7 @@ use crate::standin::{self, ServeHandle, StandIn};
 use crate::{envoy_min, noop_extproc, upstream};
 
 /// OpenWhisk's well-known guest credentials.
-pub const GUEST_UUID: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502";
-pub const GUEST_KEY: &str = "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
+pub use whisk_testkit::{GUEST_KEY, GUEST_UUID};
 /// The action every edge request invokes.
 pub const ACTION: &str = "guest/bench";
 pub const INVOKE_PATH: &str = "/api/v1/namespaces/_/actions/bench?blocking=true&result=true";

@@ -10,12 +10,12 @@ use whisk_proto::controlplane::v1::{
     control_plane_client::ControlPlaneClient,
 };
 
-use super::convert;
-use crate::domain::coldstart::{ColdStartFailure, ControlPlane};
-use crate::domain::endpoints::EndpointSpec;
+use whisk_vocab::ActivationRecord;
 
-/// The largest subscription message the router accepts.
-pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
+use super::convert;
+use crate::config::MAX_SNAPSHOT_BYTES;
+use crate::domain::endpoints::EndpointSpec;
+use crate::domain::ports::{ColdStartFailure, ControlPlane};
 
 pub struct GrpcControlPlane {
     client: ControlPlaneClient<Channel>,
@@ -104,12 +104,12 @@ impl ControlPlane for GrpcControlPlane {
         });
     }
 
-    fn report_activation(&self, record_json: String) {
+    fn report_activation(&self, record: ActivationRecord) {
         let mut client = self.client.clone();
         tokio::spawn(async move {
             let req = pb::ReportActivationRequest {
                 container_id: String::new(),
-                activation_json: record_json,
+                activation_json: record.to_stored_json().to_string(),
             };
             if let Err(status) = client.report_activation(req).await {
                 tracing::warn!(%status, "report activation failed");

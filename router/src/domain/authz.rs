@@ -25,22 +25,12 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::tables::ActionLimits;
+    use crate::domain::fixtures;
 
     fn meta(public: bool) -> ActionMeta {
         ActionMeta {
-            fqn: "other/pkg/a".into(),
-            revision: 1,
-            version: "0.0.1".into(),
-            kind: "nodejs:20".into(),
-            limits: ActionLimits {
-                timeout_ms: 1000,
-                memory_mb: 256,
-                logs_mb: 10,
-                concurrency: 1,
-            },
-            components: Box::new([]),
             public,
+            ..fixtures::action("other/pkg/a", 1)
         }
     }
 

@@ -7,12 +7,16 @@
 //! packages, which are shared), the answer's shape (`result`) and the canonical parameters
 //! (object keys sorted). A hit is served without touching a container — after authentication,
 //! authorisation and throttling, each with its own activation id. Only 200s are kept, never
-//! errors; only bodies whose `content-length` fits [`MAX_BODY`]; an update changes the revision,
+//! errors; only bodies whose `content-length` fits `MAX_CACHED_BODY`; an update changes the revision,
 //! so older entries are never served again.
 //!
 //! The router learns that an action caches from its first cacheable response; from then on it
 //! reads that action's (small) request bodies to compute keys, so the second call stores and the
 //! third is a hit.
+//!
+//! Everything about caching is decided here: whether a request needs its body read to look the
+//! cache up ([`ResponseCache::is_cacheable`]), its key ([`ResponseCache::key`]), whether a
+//! response may be stored and for how long ([`ResponseCache::storable`]), and the store itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,9 +24,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use super::tables::ActionMeta;
-
-/// Largest body kept (Envoy buffers it whole).
-pub const MAX_BODY: u64 = 256 * 1024;
+use crate::config::{CACHE_CAPACITY_BYTES, MAX_CACHED_BODY};
 
 /// One cached answer.
 #[derive(Debug)]
@@ -39,7 +41,7 @@ pub struct ResponseCache {
 
 impl Default for ResponseCache {
     fn default() -> Self {
-        Self::new(64 * 1024 * 1024)
+        Self::new(CACHE_CAPACITY_BYTES)
     }
 }
 
@@ -65,8 +67,26 @@ impl ResponseCache {
             .is_some_and(|r| *r == action.revision)
     }
 
-    pub fn mark_cacheable(&self, action: &ActionMeta) {
+    /// Whether a container's answer to a blocking invoke of `action` may be stored, and for how
+    /// long: a 200 whose `Cache-Control` allows it, small enough to buffer. Such an answer also
+    /// teaches the cache that this revision of the action caches.
+    pub fn storable(
+        &self,
+        action: &ActionMeta,
+        blocking: bool,
+        status: u16,
+        cache_control: Option<&str>,
+        content_length: Option<u64>,
+    ) -> Option<Duration> {
+        if status != 200 || !blocking {
+            return None;
+        }
+        let ttl = cache_control.and_then(max_age)?;
+        if content_length.is_none_or(|len| len > MAX_CACHED_BODY) {
+            return None;
+        }
         self.cacheable.insert(action.fqn.clone(), action.revision);
+        Some(ttl)
     }
 
     /// The key of an invoke, or `None` when the parameters are not JSON.
@@ -105,7 +125,7 @@ impl ResponseCache {
 }
 
 /// `max-age` of a `Cache-Control` value, when positive and not forbidden by `no-store`.
-pub fn max_age(cache_control: &str) -> Option<Duration> {
+fn max_age(cache_control: &str) -> Option<Duration> {
     let mut age = None;
     for directive in cache_control.split(',').map(str::trim) {
         if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("private") {
@@ -132,22 +152,12 @@ pub fn with_activation_id(body: &[u8], activation_id: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::tables::ActionLimits;
+    use crate::domain::fixtures;
 
     fn action(public: bool, revision: u64) -> ActionMeta {
         ActionMeta {
-            fqn: "guest/a".into(),
-            revision,
-            version: "0.0.1".into(),
-            kind: "nodejs:20".into(),
-            limits: ActionLimits {
-                timeout_ms: 1,
-                memory_mb: 1,
-                logs_mb: 1,
-                concurrency: 1,
-            },
-            components: Box::new([]),
             public,
+            ..fixtures::action("guest/a", revision)
         }
     }
 
@@ -184,6 +194,31 @@ mod tests {
         assert!(c.get("k").is_none());
         c.put("k".into(), b"x".to_vec(), Duration::from_secs(60));
         assert_eq!(c.get("k").unwrap().body, b"x");
+    }
+
+    #[test]
+    fn only_small_successful_blocking_answers_that_allow_it_are_stored() {
+        let c = ResponseCache::default();
+        let a = action(false, 1);
+        assert!(!c.is_cacheable(&a));
+        let ok = |status, blocking, cc: Option<&str>, len: Option<u64>| {
+            c.storable(&a, blocking, status, cc, len)
+        };
+        assert_eq!(ok(502, true, Some("max-age=5"), Some(10)), None);
+        assert_eq!(ok(200, false, Some("max-age=5"), Some(10)), None);
+        assert_eq!(ok(200, true, None, Some(10)), None);
+        assert_eq!(ok(200, true, Some("max-age=5"), None), None);
+        assert_eq!(
+            ok(200, true, Some("max-age=5"), Some(MAX_CACHED_BODY + 1)),
+            None
+        );
+        assert!(!c.is_cacheable(&a));
+        assert_eq!(
+            ok(200, true, Some("max-age=5"), Some(10)),
+            Some(Duration::from_secs(5))
+        );
+        assert!(c.is_cacheable(&a));
+        assert!(!c.is_cacheable(&action(false, 2)));
     }
 
     #[test]

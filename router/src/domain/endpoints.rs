@@ -6,20 +6,17 @@
 //! with a free slot (in-flight / capacity), which is at least as good as two random choices, and
 //! takes the slot with a compare-and-swap. A [`Slot`] gives it back when dropped.
 //!
-//! The per-container circuit breaker lives here too: a 429 with `Retry-After` or a failed
-//! connection opens the endpoint until a deadline, and picking skips open endpoints. After the
-//! deadline the next pick is the half-open probe: its answer opens or keeps it closed.
+//! Picking skips endpoints whose circuit breaker is open ([`Endpoint::is_open`]); what opens one is
+//! the business of `breaker.rs`. Only `tables.rs` changes the table.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-use super::clock::now_ms;
-use super::coldstart::ColdState;
+use whisk_vocab::now_ms;
 
 /// An endpoint as the control plane describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +40,7 @@ pub struct Endpoint {
     in_flight: AtomicU32,
     marked: AtomicBool,
     /// Epoch ms until which the breaker is open (0 = closed).
-    open_until_ms: AtomicU64,
+    pub(super) open_until_ms: AtomicU64,
 }
 
 impl Endpoint {
@@ -63,14 +60,9 @@ impl Endpoint {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Whether the breaker keeps this endpoint out of rotation at `now_ms`.
     pub fn is_open(&self, now_ms: u64) -> bool {
         self.open_until_ms.load(Ordering::Acquire) > now_ms
-    }
-
-    /// Opens the breaker until `now + for_`.
-    pub fn open_for(&self, for_: Duration) {
-        let until = now_ms() + for_.as_millis() as u64;
-        self.open_until_ms.fetch_max(until, Ordering::AcqRel);
     }
 
     /// Tries to take a slot: `in_flight < capacity`, atomically.
@@ -96,9 +88,8 @@ pub struct Pool {
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     /// Woken when a slot frees (one waiter) or the pool changes (all waiters).
     pub changed: Notify,
-    pub cold: std::sync::Mutex<ColdState>,
     /// Epoch ms of the last 429 from any of its containers (0 = never).
-    last_refusal_ms: AtomicU64,
+    pub(super) last_refusal_ms: AtomicU64,
 }
 
 /// The outcome of one attempt to pick an endpoint.
@@ -181,15 +172,6 @@ impl Slot {
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
     }
-
-    /// The container answered 429: its breaker opens for `retry_after`, and the action is
-    /// remembered as refused (see [`super::replay`]).
-    pub fn refused(&self, retry_after: Duration) {
-        self.endpoint.open_for(retry_after);
-        self.pool
-            .last_refusal_ms
-            .fetch_max(now_ms(), Ordering::Relaxed);
-    }
 }
 
 impl Drop for Slot {
@@ -227,14 +209,14 @@ impl EndpointTable {
     }
 
     /// Wakes every request waiting on the action's pool.
-    pub fn touch(&self, fqn: &str) {
+    pub(super) fn touch(&self, fqn: &str) {
         if let Some(p) = self.pools.get(fqn) {
             p.changed.notify_waiters();
         }
     }
 
     /// Adds an endpoint or updates it in place (keeping its in-flight count).
-    pub fn upsert(&self, spec: EndpointSpec) {
+    pub(super) fn upsert(&self, spec: EndpointSpec) {
         let pool = self.pool_or_create(&spec.action_fqn);
         let current = pool.endpoints.load_full();
         if let Some(ep) = current.iter().find(|e| {
@@ -264,7 +246,7 @@ impl EndpointTable {
         pool.changed.notify_waiters();
     }
 
-    pub fn remove(&self, container_id: &str) {
+    pub(super) fn remove(&self, container_id: &str) {
         if let Some((_, fqn)) = self.containers.remove(container_id) {
             self.remove_from_pool(&fqn, container_id);
         }
@@ -285,7 +267,7 @@ impl EndpointTable {
     }
 
     /// Keeps only the given containers (after a snapshot).
-    pub fn retain_only<'a>(&self, keep: impl Iterator<Item = &'a str>) {
+    pub(super) fn retain_only<'a>(&self, keep: impl Iterator<Item = &'a str>) {
         let keep: std::collections::HashSet<&str> = keep.collect();
         let gone: Vec<Arc<str>> = self
             .containers
@@ -394,7 +376,9 @@ mod tests {
         let t = EndpointTable::default();
         t.upsert(spec("a", "guest/x", 1));
         let pool = t.pool("guest/x").unwrap();
-        pool.endpoints()[0].open_for(Duration::from_secs(10));
+        pool.endpoints()[0]
+            .open_until_ms
+            .store(now_ms() + 10_000, Ordering::Release);
         assert!(matches!(pool.try_acquire(1), Pick::Busy));
     }
 

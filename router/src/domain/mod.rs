@@ -5,18 +5,29 @@
 //! caller's namespace is over its limits ([`throttle`]), whether the caller may use the action
 //! ([`authz`]), and which warm container gets it ([`endpoints`], [`coldstart`]).
 //! [`pipeline`] strings them together; [`tables`] holds what the control plane pushed;
-//! [`rejection`] carries OpenWhisk's status codes and texts for every "no"; [`replay`] says when
-//! a request refused by its container (429) can still be moved elsewhere.
+//! [`rejection`] carries OpenWhisk's status codes and texts for every "no".
+//!
+//! After the container answered, [`response`] decides what follows: what a 429 does
+//! ([`refusal`], with the per-container [`breaker`]) and what is cached ([`cache`]).
+//! [`records`] are the activation records the router makes itself; [`ports`] is what the domain
+//! needs from the control plane.
 
 pub mod authn;
 pub mod authz;
+pub mod breaker;
 pub mod cache;
-pub mod clock;
 pub mod coldstart;
 pub mod endpoints;
+#[cfg(test)]
+mod fixtures;
+pub mod invocation;
 pub mod pipeline;
+pub mod ports;
+pub mod records;
+pub mod refusal;
 pub mod rejection;
-pub mod replay;
 pub mod request;
+pub mod response;
+pub mod retry_after;
 pub mod tables;
 pub mod throttle;

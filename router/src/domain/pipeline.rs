@@ -10,18 +10,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use whisk_vocab::{new_activation_id, now_ms};
 
 use super::authn::Authenticator;
 use super::authz::authorize;
 use super::cache::ResponseCache;
-use super::clock::now_ms;
-use super::coldstart::{ControlPlane, WaitPolicy, acquire};
+use super::coldstart::{ColdStarts, Wait};
 use super::endpoints::{Pick, Slot};
+pub use super::invocation::Invocation;
+use super::ports::ControlPlane;
+use super::records;
+use super::refusal::keeps_body;
 use super::rejection::Rejection;
-use super::replay::ReplayPolicy;
 use super::request::parse_invoke;
-use super::tables::{ActionMeta, Tables};
+use super::tables::Tables;
 use super::throttle::ConcurrencyGuard;
+use crate::config::Policy;
 
 /// What the router needs from one request's headers.
 #[derive(Debug, Clone, Copy)]
@@ -30,42 +34,6 @@ pub struct RequestHead<'a> {
     pub path: &'a str,
     pub authorization: Option<&'a str>,
     pub content_length: Option<u64>,
-}
-
-/// Knobs of the decision pipeline.
-#[derive(Debug, Clone, Copy)]
-pub struct PipelineConfig {
-    pub wait: WaitPolicy,
-    /// The longest a request waits for a cold start (non-blocking requests included).
-    pub max_cold_wait: Duration,
-    /// When forwarded blocking invokes keep their body for a replay after a 429.
-    pub replay: ReplayPolicy,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        Self {
-            wait: WaitPolicy::default(),
-            max_cold_wait: Duration::from_secs(60),
-            replay: ReplayPolicy::default(),
-        }
-    }
-}
-
-/// The context a container proxy needs about an admitted invocation.
-#[derive(Debug, Clone)]
-pub struct Invocation {
-    pub activation_id: String,
-    pub namespace: Arc<str>,
-    pub subject: Box<str>,
-    pub action: Arc<ActionMeta>,
-    pub blocking: bool,
-    pub result: bool,
-    /// Epoch ms when a blocking caller stops waiting.
-    pub deadline_ms: u64,
-    pub received_ms: u64,
-    /// For a sequence component: the sequence's activation id.
-    pub cause: Option<String>,
 }
 
 /// An admitted request: it holds a container slot and a namespace concurrency slot until dropped.
@@ -108,6 +76,18 @@ pub enum Decision {
     Rejected(Rejection),
 }
 
+/// What a forwarded blocking invoke's body needs, decided at its request headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Nothing: the body goes to the container untouched, and a 429 cannot be replayed.
+    PassThrough,
+    /// The router keeps the request (a copy of the body, if it has one) to replay it after a 429.
+    Keep,
+    /// The router reads the body first: the action caches, and the key needs the parameters.
+    /// The body is kept too.
+    ProbeCache,
+}
+
 /// The router's whole decision logic over the pushed tables.
 pub struct Router {
     pub tables: Arc<Tables>,
@@ -115,26 +95,19 @@ pub struct Router {
     pub cache: ResponseCache,
     authn: Authenticator,
     control: Arc<dyn ControlPlane>,
-    config: PipelineConfig,
-}
-
-/// A new OpenWhisk activation id: 32 lowercase hex characters.
-pub fn new_activation_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    cold: ColdStarts,
+    policy: Policy,
 }
 
 impl Router {
-    pub fn new(
-        tables: Arc<Tables>,
-        control: Arc<dyn ControlPlane>,
-        config: PipelineConfig,
-    ) -> Self {
+    pub fn new(tables: Arc<Tables>, control: Arc<dyn ControlPlane>, policy: Policy) -> Self {
         Self {
             tables,
             cache: ResponseCache::default(),
             authn: Authenticator::default(),
             control,
-            config,
+            cold: ColdStarts::default(),
+            policy,
         }
     }
 
@@ -210,12 +183,11 @@ impl Router {
                 }))
             }
             Pick::Busy | Pick::Empty => {
-                let cold_wait =
-                    Duration::from_millis(wait_ms.max(1000)).min(self.config.max_cold_wait);
+                let max_cold_wait = self.policy.max_cold_wait();
                 let cold_wait = if req.blocking {
-                    cold_wait
+                    Duration::from_millis(wait_ms.max(1000)).min(max_cold_wait)
                 } else {
-                    self.config.max_cold_wait
+                    max_cold_wait
                 };
                 Ok(Decision::Pending(Pending {
                     invocation,
@@ -226,62 +198,60 @@ impl Router {
         }
     }
 
-    /// Whether the router keeps this forwarded invoke's body, so that a 429 from its container
-    /// can be replayed elsewhere (see [`super::replay`]).
-    pub fn keeps_body(&self, admission: &Admission) -> bool {
-        self.config.replay.keeps_body(
-            self.tables.routers() > 1,
-            admission.slot.pool().last_refusal_ms(),
-            now_ms(),
-        )
+    /// What to do with the body of a forwarded blocking invoke (`body_len` from its
+    /// `content-length`; `has_body` false when the request ended with its headers).
+    pub fn body_plan(
+        &self,
+        admission: &Admission,
+        has_body: bool,
+        body_len: Option<u64>,
+    ) -> BodyPlan {
+        if self.cache.is_cacheable(&admission.invocation.action) {
+            return BodyPlan::ProbeCache;
+        }
+        // Without a body there is nothing to keep: the request can always be sent again.
+        if !has_body
+            || keeps_body(
+                self.policy.replay,
+                body_len,
+                self.tables.routers() > 1,
+                admission.slot.pool().last_refusal_ms(),
+                now_ms(),
+            )
+        {
+            BodyPlan::Keep
+        } else {
+            BodyPlan::PassThrough
+        }
     }
 
-    /// A new slot for an admitted invocation whose container refused it.
+    fn waiter(&self) -> Wait<'_> {
+        Wait {
+            tables: &self.tables,
+            control: &self.control,
+            cold: &self.cold,
+            busy_wait: self.policy.busy_wait(),
+        }
+    }
+
+    /// A new slot for an admitted invocation whose container refused it (or for a component the
+    /// router runs itself).
     pub async fn reacquire(&self, inv: &Invocation, deadline: Instant) -> Result<Slot, Rejection> {
         let deadline_ms = now_ms()
             + deadline
                 .saturating_duration_since(Instant::now())
                 .as_millis() as u64;
-        acquire(
-            &self.tables,
-            &self.control,
-            &inv.action,
-            deadline,
-            deadline_ms,
-            self.config.wait,
-        )
-        .await
+        self.waiter()
+            .acquire(&inv.action, deadline, deadline_ms)
+            .await
     }
 
     /// Records an activation the router could not run, as OpenWhisk's whisk internal error,
     /// so the caller finds out through the activations API.
     pub fn record_failure(&self, inv: &Invocation, message: &str) {
-        let end = now_ms();
-        let name = inv.action.fqn.rsplit('/').next().unwrap_or_default();
-        let record = serde_json::json!({
-            "namespace": &*inv.namespace,
-            "name": name,
-            "subject": &*inv.subject,
-            "activationId": inv.activation_id,
-            "start": inv.received_ms,
-            "end": end,
-            "duration": end.saturating_sub(inv.received_ms),
-            "response": {
-                "statusCode": 3,
-                "status": "whisk internal error",
-                "success": false,
-                "result": { "error": message },
-            },
-            "logs": [],
-            "version": &*inv.action.version,
-            "publish": false,
-            "annotations": [
-                { "key": "path", "value": &*inv.action.fqn },
-                { "key": "kind", "value": &*inv.action.kind },
-            ],
-        });
         tracing::warn!(activation_id = %inv.activation_id, action = %inv.action.fqn, message, "activation failed in the router");
-        self.control.report_activation(record.to_string());
+        self.control
+            .report_activation(records::failed(inv, message));
     }
 
     /// Waits for capacity for a pending request.
@@ -291,19 +261,7 @@ impl Router {
             concurrency,
             deadline,
         } = pending;
-        let deadline_ms = now_ms()
-            + deadline
-                .saturating_duration_since(Instant::now())
-                .as_millis() as u64;
-        let slot = acquire(
-            &self.tables,
-            &self.control,
-            &invocation.action,
-            deadline,
-            deadline_ms,
-            self.config.wait,
-        )
-        .await?;
+        let slot = self.reacquire(&invocation, deadline).await?;
         Ok(Admission {
             invocation,
             slot,

@@ -1,5 +1,7 @@
 //! What the control plane pushed: namespaces and their limits, identities, action metadata and
-//! warm endpoints. The warm path only reads these tables; the subscription task writes them.
+//! warm endpoints. The warm path only reads these tables. Only this module writes them: the
+//! subscription applies [`Update`]s, and a cold start adds the endpoint it was given (which the
+//! next push also carries) through [`Tables::upsert_endpoint`].
 //!
 //! Every table is a sharded concurrent map (no global lock). Updates arrive as [`Update`]s, the
 //! domain's mirror of the proto `TableUpdate`: a snapshot replaces everything, a delta upserts and
@@ -146,6 +148,11 @@ impl Tables {
         )
     }
 
+    /// An endpoint the router learned from its own cold start, ahead of the push carrying it.
+    pub fn upsert_endpoint(&self, spec: EndpointSpec) {
+        self.endpoints.upsert(spec);
+    }
+
     /// Applies one update. Returns whether identities changed.
     pub fn apply(&self, update: Update) -> bool {
         let identities_changed = update.snapshot
@@ -231,23 +238,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn action(fqn: &str, revision: u64) -> ActionMeta {
-        ActionMeta {
-            fqn: fqn.into(),
-            revision,
-            version: "0.0.1".into(),
-            kind: "nodejs:20".into(),
-            limits: ActionLimits {
-                timeout_ms: 60_000,
-                memory_mb: 256,
-                logs_mb: 10,
-                concurrency: 1,
-            },
-            components: Box::new([]),
-            public: false,
-        }
-    }
+    use crate::domain::fixtures::action;
 
     #[test]
     fn snapshot_replaces_and_delta_upserts() {

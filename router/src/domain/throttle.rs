@@ -16,7 +16,8 @@ use arc_swap::ArcSwap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::clock::now_ms;
+use whisk_vocab::now_ms;
+
 use super::rejection::Rejection;
 
 /// OpenWhisk's defaults (ansible `limits:`).

@@ -2,7 +2,7 @@
 //! docs/architecture.md). One list, used both when Envoy forwards the request and when the
 //! router calls a proxy itself.
 
-use crate::domain::pipeline::Invocation;
+use crate::domain::invocation::Invocation;
 
 /// Every header the router sets on an upstream invoke, in a fixed order.
 pub fn context_headers(inv: &Invocation, transaction_id: &str) -> [(&'static str, String); 10] {

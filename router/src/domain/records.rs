@@ -1,0 +1,78 @@
+//! Activation records the router makes itself, in OpenWhisk's stored form (`whisk_vocab`): the
+//! record of a sequence (the components' records are the container proxies'), and the record of
+//! an activation the router accepted but could not run, so `activations get` tells the caller
+//! what happened.
+
+use serde_json::json;
+use whisk_vocab::{ActivationRecord, ActivationResponse, ActivationStatus, KeyValue, now_ms};
+
+use super::invocation::Invocation;
+
+/// The skeleton every record of `inv` shares.
+fn record(inv: &Invocation, start: u64, response: ActivationResponse) -> ActivationRecord {
+    let end = now_ms().max(start);
+    ActivationRecord {
+        namespace: inv.namespace.to_string(),
+        name: inv.action_name().to_owned(),
+        subject: inv.subject.to_string(),
+        activation_id: inv.activation_id.clone(),
+        start,
+        end,
+        duration: end - start,
+        response,
+        logs: Vec::new(),
+        version: inv.action.version.to_string(),
+        publish: false,
+        annotations: Vec::new(),
+        cause: None,
+    }
+}
+
+/// An activation the router accepted and could not run: a whisk internal error.
+pub fn failed(inv: &Invocation, message: &str) -> ActivationRecord {
+    let mut r = record(
+        inv,
+        inv.received_ms,
+        ActivationResponse::error(ActivationStatus::WhiskError, message),
+    );
+    r.annotations = vec![
+        KeyValue::new("path", json!(&*inv.action.fqn)),
+        KeyValue::new("kind", json!(&*inv.action.kind)),
+    ];
+    r
+}
+
+/// A sequence's own record: its last component's response, `logs` = the ids of its direct
+/// components, `duration` = the sum of theirs, and OpenWhisk's sequence annotations.
+pub fn sequence(
+    inv: &Invocation,
+    start: u64,
+    duration: u64,
+    response: ActivationResponse,
+    components: Vec<String>,
+    topmost: bool,
+) -> ActivationRecord {
+    let mut r = record(inv, start, response);
+    let l = inv.action.limits;
+    r.duration = duration;
+    r.logs = components;
+    r.annotations = vec![
+        KeyValue::new("topmost", json!(topmost)),
+        KeyValue::new("path", json!(&*inv.action.fqn)),
+        KeyValue::new("kind", json!("sequence")),
+        KeyValue::new("waitTime", json!(start.saturating_sub(inv.received_ms))),
+        KeyValue::new(
+            "limits",
+            json!({
+                "timeout": l.timeout_ms, "memory": l.memory_mb, "logs": l.logs_mb,
+                "concurrency": l.concurrency,
+            }),
+        ),
+    ];
+    if let Some(cause) = &inv.cause {
+        r.annotations
+            .push(KeyValue::new("causedBy", json!("sequence")));
+        r.cause = Some(cause.clone());
+    }
+    r
+}

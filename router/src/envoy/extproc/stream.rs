@@ -1,0 +1,125 @@
+//! One invoke's ext_proc stream as a state machine.
+//!
+//! Envoy sends, in order: request headers, the request body (only when the router asked for
+//! it), response headers, the response body (only when asked for). What the router holds between
+//! those messages is one [`Phase`]; each message moves it on:
+//!
+//! ```text
+//! Start ──headers──► Running ──body──► (router runs it; 202 or the sequence's answer) ► Done
+//!   │                Probing ──body──► (cache hit: answered) ► Done
+//!   │                                  (miss) ──────────────► Forwarded
+//!   ├──────────────► Forwarded ──response headers──► Storing ──response body──► Done
+//!   │                                              └► (429 kept: replayed) ► Done
+//!   └──────────────► Done (rejected, or answered from the cache)
+//! ```
+//!
+//! The request the router keeps (for a replay, for running it itself, for the cache key) is one
+//! [`KeptRequest`], whichever phase holds it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    ProcessingRequest, ProcessingResponse, processing_request::Request as R,
+};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::answers;
+use crate::domain::pipeline::{Admission, Router};
+use crate::metrics::RouterMetrics;
+use crate::upstream::KeptRequest;
+use crate::upstream::background::Accepted;
+use crate::upstream::client::ProxyClient;
+
+/// Where one invoke's stream stands.
+pub(super) enum Phase {
+    /// Nothing seen yet.
+    Start,
+    /// Reading the body of a request the router runs itself (non-blocking, or a sequence).
+    Running {
+        accepted: Accepted,
+        request: KeptRequest,
+    },
+    /// Reading the body of a caching action's invoke, to look its answer up. `route` is the
+    /// routing answer decided at the headers, sent on a miss.
+    Probing {
+        admission: Admission,
+        route: Box<ProcessingResponse>,
+        request: KeptRequest,
+    },
+    /// Forwarded to the container; waiting for its answer. `kept`: the request, when the router
+    /// keeps it to send it again after a 429; `cache_key`: its key when the cache was looked up.
+    Forwarded {
+        admission: Admission,
+        kept: Option<KeptRequest>,
+        cache_key: Option<String>,
+    },
+    /// Buffering a cacheable answer to store it.
+    Storing {
+        key: String,
+        ttl: Duration,
+        body: Vec<u8>,
+    },
+    /// Nothing more to do but let messages pass.
+    Done,
+}
+
+/// One invoke's stream: the router's view of it, and the way back to Envoy.
+pub(super) struct InvokeStream {
+    pub(super) router: Arc<Router>,
+    pub(super) client: ProxyClient,
+    pub(super) metrics: RouterMetrics,
+    /// The request's span (`traceparent` continues from the client, on into the container).
+    pub(super) span: tracing::Span,
+    pub(super) phase: Phase,
+    tx: mpsc::Sender<Result<ProcessingResponse, Status>>,
+}
+
+impl InvokeStream {
+    pub(super) fn new(
+        router: Arc<Router>,
+        client: ProxyClient,
+        metrics: RouterMetrics,
+        tx: mpsc::Sender<Result<ProcessingResponse, Status>>,
+    ) -> Self {
+        Self {
+            router,
+            client,
+            metrics,
+            span: tracing::Span::none(),
+            phase: Phase::Start,
+            tx,
+        }
+    }
+
+    /// Answers Envoy's messages until the stream ends. Dropping `self` then releases any slot
+    /// still held (abort, reset, early end).
+    pub(super) async fn run(mut self, mut inbound: Streaming<ProcessingRequest>) {
+        while let Ok(Some(msg)) = inbound.message().await {
+            let reply = match msg.request {
+                Some(R::RequestHeaders(h)) => self.on_request_headers(&h).await,
+                Some(R::RequestBody(b)) => self.on_request_body(b.body, b.end_of_stream).await,
+                Some(R::ResponseHeaders(h)) => self.on_response_headers(&h).await,
+                Some(R::ResponseBody(b)) => self.on_response_body(b.body, b.end_of_stream),
+                Some(R::RequestTrailers(_)) => answers::continue_request_trailers(),
+                Some(R::ResponseTrailers(_)) => answers::continue_response_trailers(),
+                None => continue,
+            };
+            if self.tx.send(Ok(reply)).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Asks Envoy to hold the request for `d` before the next answer; false when the stream is
+    /// gone.
+    pub(super) async fn hold(&self, d: Duration) -> bool {
+        self.tx.send(Ok(answers::hold_for(d))).await.is_ok()
+    }
+
+    /// Takes the phase out, leaving `Done`; a handler puts back what goes on.
+    pub(super) fn take_phase(&mut self) -> Phase {
+        std::mem::replace(&mut self.phase, Phase::Done)
+    }
+}

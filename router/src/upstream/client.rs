@@ -1,0 +1,108 @@
+//! An HTTP/1.1 keep-alive client to container proxies: one invoke, with the context headers, and
+//! the proxy's answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::KeptRequest;
+use super::context::context_headers;
+use crate::domain::invocation::Invocation;
+use crate::domain::retry_after;
+
+/// A keep-alive HTTP/1.1 client to container proxies.
+#[derive(Clone)]
+pub struct ProxyClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for ProxyClient {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+        }
+    }
+}
+
+/// What a proxy answered.
+#[derive(Debug)]
+pub struct ProxyAnswer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// The proxy's `Cache-Control` (an action's caching directive), passed on to the client.
+    pub cache_control: Option<String>,
+    pub body: Bytes,
+}
+
+/// Why a call got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("could not reach the container: {0}")]
+    Unreachable(String),
+    #[error("the container did not answer in time")]
+    Timeout,
+}
+
+impl ProxyClient {
+    /// POSTs one invoke of `inv` with the context headers to the proxy at `address`.
+    pub async fn call(
+        &self,
+        address: &str,
+        inv: &Invocation,
+        request: &KeptRequest,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<ProxyAnswer, CallError> {
+        let uri = format!(
+            "http://{address}/api/v1/namespaces/{}/actions/{}",
+            inv.namespace,
+            inv.action.fqn.split_once('/').map_or("", |(_, rest)| rest)
+        );
+        let mut req = hyper::Request::post(uri).header("content-type", "application/json");
+        for (k, v) in context_headers(inv, &request.transaction_id) {
+            req = req.header(k, v);
+        }
+        if let Some(a) = &request.authorization {
+            req = req.header("authorization", a);
+        }
+        if let Some(cause) = &inv.cause {
+            req = req.header("x-whisk-cause", cause);
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let resp = tokio::time::timeout(timeout, self.client.request(req))
+            .await
+            .map_err(|_| CallError::Timeout)?
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after").and_then(|v| retry_after::parse(&v));
+        let cache_control = header("cache-control");
+        let body = tokio::time::timeout(timeout, resp.into_body().collect())
+            .await
+            .map_err(|_| CallError::Timeout)?
+            .map_err(|e| CallError::Unreachable(e.to_string()))?
+            .to_bytes();
+        Ok(ProxyAnswer {
+            status,
+            retry_after,
+            cache_control,
+            body,
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! A control plane in the test's own process: the `whisk.controlplane.v1.ControlPlane` gRPC
+//! service, holding exactly the tables the test pushes. `Subscribe` sends a snapshot and then
+//! every delta; `ColdStart` follows a plan per action (after a delay, this endpoint — also
+//! pushed) or answers "capacity exhausted"; reports are recorded for the test to assert on.
+//!
+//! It stands in for our own control plane so the router can be tested alone; everything around
+//! it (Envoy, the router binary, sockets) is real.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tonic::{Request, Response, Status};
+use whisk_proto::controlplane::v1::{self as pb, control_plane_server::ControlPlaneServer};
+
+use crate::tables::TableModel;
+
+/// A poisoned lock only means another test thread panicked; the data is still what it was.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What `ColdStart` does for an action: after `delay`, answer with this endpoint (also pushed).
+#[derive(Clone)]
+pub struct ColdPlan {
+    pub delay: Duration,
+    pub endpoint: pb::Endpoint,
+}
+
+/// The fake control plane; clones share everything.
+#[derive(Clone)]
+pub struct FakeControlPlane {
+    model: Arc<Mutex<TableModel>>,
+    tx: broadcast::Sender<pb::TableUpdate>,
+    pub cold_starts: Arc<AtomicU32>,
+    pub subscribes: Arc<AtomicU32>,
+    plans: Arc<Mutex<HashMap<String, ColdPlan>>>,
+    pub traffic: Arc<Mutex<Vec<String>>>,
+    pub unusable: Arc<Mutex<Vec<String>>>,
+    /// Activation records reported (by the router, for what it ran itself).
+    pub records: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Default for FakeControlPlane {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeControlPlane {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        Self {
+            model: Default::default(),
+            tx,
+            cold_starts: Default::default(),
+            subscribes: Default::default(),
+            plans: Default::default(),
+            traffic: Default::default(),
+            unusable: Default::default(),
+            records: Default::default(),
+        }
+    }
+
+    /// Applies a delta and pushes it to every subscriber.
+    pub fn push(&self, mut u: pb::TableUpdate) -> u64 {
+        let mut m = lock(&self.model);
+        m.revision += 1;
+        u.revision = m.revision;
+        u.snapshot = false;
+        m.apply(&u);
+        let _ = self.tx.send(u);
+        m.revision
+    }
+
+    pub fn plan_cold_start(&self, fqn: &str, plan: ColdPlan) {
+        lock(&self.plans).insert(fqn.to_owned(), plan);
+    }
+
+    /// Serves on a free port; returns the URL.
+    pub async fn serve(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let addr = listener.local_addr().expect("a bound address");
+        let svc = ControlPlaneServer::new(self.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .expect("the fake control plane serves");
+        });
+        format!("http://{addr}")
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::TableUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::control_plane_server::ControlPlane for FakeControlPlane {
+    type SubscribeStream = UpdateStream;
+
+    async fn subscribe(
+        &self,
+        _: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<UpdateStream>, Status> {
+        self.subscribes.fetch_add(1, Ordering::SeqCst);
+        let (snapshot, mut rx) = {
+            let m = lock(&self.model);
+            (m.snapshot(), self.tx.subscribe())
+        };
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            if out_tx.send(Ok(snapshot)).await.is_err() {
+                return;
+            }
+            while let Ok(u) = rx.recv().await {
+                if out_tx.send(Ok(u)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out_rx),
+        )))
+    }
+
+    async fn cold_start(
+        &self,
+        request: Request<pb::ColdStartRequest>,
+    ) -> Result<Response<pb::ColdStartResponse>, Status> {
+        self.cold_starts.fetch_add(1, Ordering::SeqCst);
+        let fqn = request.into_inner().action_fqn;
+        let plan = lock(&self.plans).get(&fqn).cloned();
+        let outcome = match plan {
+            Some(plan) => {
+                tokio::time::sleep(plan.delay).await;
+                self.push(pb::TableUpdate {
+                    endpoints_upsert: vec![plan.endpoint.clone()],
+                    ..Default::default()
+                });
+                pb::cold_start_response::Outcome::Endpoint(plan.endpoint)
+            }
+            None => pb::cold_start_response::Outcome::Error(pb::ColdStartError {
+                code: pb::cold_start_error::Code::CapacityExhausted as i32,
+                message: "no plan".into(),
+                retry_after_ms: 2000,
+            }),
+        };
+        Ok(Response::new(pb::ColdStartResponse {
+            outcome: Some(outcome),
+        }))
+    }
+
+    async fn acknowledge(
+        &self,
+        _: Request<pb::AcknowledgeRequest>,
+    ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn report_traffic(
+        &self,
+        request: Request<pb::ReportTrafficRequest>,
+    ) -> Result<Response<pb::ReportTrafficResponse>, Status> {
+        lock(&self.traffic).push(request.into_inner().container_id);
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn report_activation(
+        &self,
+        request: Request<pb::ReportActivationRequest>,
+    ) -> Result<Response<pb::ReportActivationResponse>, Status> {
+        let json = request.into_inner().activation_json;
+        if let Ok(v) = serde_json::from_str(&json) {
+            lock(&self.records).push(v);
+        }
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn report_unusable(
+        &self,
+        request: Request<pb::ReportUnusableRequest>,
+    ) -> Result<Response<pb::ReportUnusableResponse>, Status> {
+        lock(&self.unusable).push(request.into_inner().container_id);
+        Ok(Response::new(Default::default()))
+    }
+}
