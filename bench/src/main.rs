@@ -113,13 +113,17 @@ struct RunArgs {
     /// `whisk up --flavour` for d and e.
     #[arg(long, default_value = "gateway", value_parser = ["gateway", "sidecar"])]
     stack_flavour: String,
-    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j,k).
+    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j,k,l; l needs --baseline-router).
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
     /// Directory holding whisk-router, whisk and whisk-container-proxy [default: next to this
     /// binary].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Another build of whisk-router to measure beside this one (scenario l: c's set-up and
+    /// closed-loop steps with that binary), e.g. the last release or the commit before a change.
+    #[arg(long)]
+    baseline_router: Option<PathBuf>,
     /// Envoy binary [default: $WHISK_ENVOY, .venv/bin/envoy, or envoy on the PATH].
     #[arg(long)]
     envoy: Option<PathBuf>,
@@ -270,6 +274,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if opts.wants('k') {
         let r = scenarios::edge::with_kept_bodies(&tools, &opts).await;
+        note(&r);
+        all.push(r);
+    }
+    if let Some(baseline) = &args.baseline_router
+        && opts.wants('l')
+    {
+        let r = scenarios::edge::baseline(&tools, &opts, baseline).await;
         note(&r);
         all.push(r);
     }

@@ -235,6 +235,16 @@ impl Report {
                 how: format!("achieved requests/s, {cn}"),
             },
             Ratio {
+                name: "c this/l baseline router p50 latency".into(),
+                value: div(p50(s, "c", &c1), p50(s, "l", &c1)),
+                how: format!("p50, {c1}: this build (c) ÷ the --baseline-router build (l)"),
+            },
+            Ratio {
+                name: "c this/l baseline router throughput".into(),
+                value: div(rps(s, "c", &cn), rps(s, "l", &cn)),
+                how: format!("achieved requests/s, {cn}"),
+            },
+            Ratio {
                 name: "f 429/c 200 p50 latency".into(),
                 value: div(p50(s, "f", &c1), p50(s, "c", &c1)),
                 how: format!("p50, {c1}: a throttled call ÷ a routed one"),

@@ -303,6 +303,35 @@ pub async fn with_kept_bodies(tools: &Tools, opts: &Options) -> ScenarioReport {
     .await
 }
 
+/// Scenario l: c's set-up with another build of the router (`--baseline-router`), so a change
+/// to the router is measured beside the build it replaces, in the same run on the same machine.
+pub async fn baseline(
+    tools: &Tools,
+    opts: &Options,
+    baseline_router: &std::path::Path,
+) -> ScenarioReport {
+    let tools = Tools {
+        router: baseline_router.to_path_buf(),
+        ..tools.clone()
+    };
+    let front = Front::Router {
+        sidecar: false,
+        keep_bodies: false,
+    };
+    closed_steps_of_c_variant(
+        &tools,
+        opts,
+        ('l', "l-baseline-router", front),
+        "c with the baseline router build",
+        &format!(
+            "As c, with the router binary {} instead of this build's: compare with c's \
+             closed-loop steps (run both in one invocation, repeat, and compare medians).",
+            baseline_router.display()
+        ),
+    )
+    .await
+}
+
 /// A variant of c's set-up measured with c's closed-loop steps only.
 async fn closed_steps_of_c_variant(
     tools: &Tools,
