@@ -1,5 +1,6 @@
 //! Response caching controlled by the action, through real Envoy: hits never reach the
-//! container, expire, are scoped to the caller's namespace, die with an update, and errors and
+//! container, expire, are scoped to the caller's namespace (public actions too), are the caller's
+//! own recorded activations, work without a body, die with an update, and errors and
 //! oversize bodies are never kept.
 
 mod common;
@@ -134,34 +135,108 @@ async fn errors_and_oversize_bodies_are_never_cached() {
 }
 
 #[tokio::test]
-async fn entries_are_not_shared_across_namespaces_except_public_actions() {
+async fn entries_are_scoped_to_the_callers_namespace_public_actions_too() {
     let b = Bench::start().await;
-    let private = Upstream::caching("private", "max-age=60").await;
     let public = Upstream::caching("public", "max-age=60").await;
     let mut shared = action("guest/pkg/shared", 10);
     shared.public = true;
     b.apply(pb::TableUpdate {
-        actions_upsert: vec![action("other/mine", 10), shared],
-        endpoints_upsert: vec![
-            endpoint("c-private", "other/mine", private.addr, 10),
-            endpoint("c-public", "guest/pkg/shared", public.addr, 10),
-        ],
+        actions_upsert: vec![shared],
+        endpoints_upsert: vec![endpoint("c-public", "guest/pkg/shared", public.addr, 10)],
         ..Default::default()
     })
     .await;
     let other = basic(OTHER_UUID, OTHER_KEY);
     let shared_path = "/api/v1/namespaces/guest/actions/pkg/shared?blocking=true&result=true";
-    // Public: guest warms it, "other" hits the same entry.
+    // guest's entry: stored by the second call, hit by the third.
     for _ in 0..3 {
         call(&b, &guest_auth(), shared_path, json!({})).await;
     }
     assert_eq!(public.requests.load(Ordering::SeqCst), 2);
-    assert_eq!(call(&b, &other, shared_path, json!({})).await.status(), 200);
-    assert_eq!(public.requests.load(Ordering::SeqCst), 2);
-    // Private to "other": guest may not use it at all (403), and nothing cached leaks.
-    let mine = "/api/v1/namespaces/other/actions/mine?blocking=true&result=true";
-    for _ in 0..3 {
-        call(&b, &other, mine, json!({})).await;
+    // "other" calls the same public action with the same parameters: its own entry, never guest's.
+    let first = call(&b, &other, shared_path, json!({})).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        public.requests.load(Ordering::SeqCst),
+        3,
+        "guest's entry is not served to other"
+    );
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["headers"]["x-whisk-namespace"], "other");
+    let hit = call(&b, &other, shared_path, json!({})).await;
+    assert_eq!(
+        public.requests.load(Ordering::SeqCst),
+        3,
+        "other's own entry"
+    );
+    let hit: Value = hit.json().await.unwrap();
+    assert_eq!(hit["headers"]["x-whisk-namespace"], "other");
+}
+
+#[tokio::test]
+async fn bodyless_invokes_of_a_caching_action_miss_then_hit() {
+    let b = Bench::start().await;
+    let u = setup(&b, "max-age=60").await;
+    for i in 0..4 {
+        let r = b
+            .http
+            .post(b.url(A))
+            .header("authorization", guest_auth())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "call {i}");
+        assert!(r.headers().contains_key("x-openwhisk-activation-id"));
     }
-    assert_eq!(call(&b, &guest_auth(), mine, json!({})).await.status(), 403);
+    assert_eq!(
+        u.requests.load(Ordering::SeqCst),
+        2,
+        "calls 3 and 4 were hits"
+    );
+}
+
+fn doubled(input: Value) -> Value {
+    json!({ "n": input["n"].as_i64().unwrap_or(0) * 2 })
+}
+
+#[tokio::test]
+async fn a_hit_is_the_callers_own_recorded_activation_in_the_shape_asked_for() {
+    let b = Bench::start().await;
+    let u = Upstream::caching_action("c", "max-age=60", doubled).await;
+    b.one_action("a", &u, 10).await;
+    let full = "/api/v1/namespaces/_/actions/a?blocking=true";
+    for _ in 0..2 {
+        call(&b, &guest_auth(), full, json!({ "n": 21 })).await;
+    }
+    assert_eq!(u.requests.load(Ordering::SeqCst), 2);
+    // A hit asked for the whole record: the caller's own, with only the result reused.
+    let r = call(&b, &guest_auth(), full, json!({ "n": 21 })).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(u.requests.load(Ordering::SeqCst), 2, "a hit");
+    let id = r.headers()["x-openwhisk-activation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let record: Value = r.json().await.unwrap();
+    assert_eq!(record["activationId"], id);
+    assert_eq!(record["namespace"], "guest");
+    assert_eq!(record["response"]["success"], true);
+    assert_eq!(record["response"]["result"], json!({ "n": 42 }));
+    // The same entry answers `result=true` with the bare result.
+    let r = call(&b, &guest_auth(), A, json!({ "n": 21 })).await;
+    assert_eq!(u.requests.load(Ordering::SeqCst), 2, "the same entry");
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({ "n": 42 }));
+    // The hit was recorded, so `activations get` finds it, and says it came from the cache.
+    eventually("the hit's record", Duration::from_secs(5), || async {
+        b.cp.records.lock().unwrap().iter().any(|r| {
+            r["activationId"] == id.as_str()
+                && r["namespace"] == "guest"
+                && r["response"]["result"] == json!({ "n": 42 })
+                && r["annotations"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|kv| kv["key"] == "cached" && kv["value"] == true)
+                })
+        })
+    })
+    .await;
 }

@@ -486,3 +486,85 @@ async fn envoy_fails_closed_while_the_router_is_down() {
     })
     .await;
 }
+
+/// Sends `body` with `Transfer-Encoding: chunked` (no `content-length`), in chunks of 512 bytes,
+/// straight over a socket; returns the status line's code and the body of the answer.
+async fn send_chunked(b: &Bench, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(b.envoy.listen)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        guest_auth()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.chunks(512) {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        // Envoy may answer (and close) before the whole body is sent.
+        if sock.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    let _ = sock.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = sock.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body.trim()).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// A body of 4 KiB of JSON (the router tests' namespaces allow 1 KiB).
+fn oversized_params() -> Vec<u8> {
+    serde_json::json!({ "pad": "x".repeat(4096) })
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_gets_413_and_the_action_never_runs() {
+    let b = Bench::start().await;
+    let u = Upstream::start("a").await;
+    b.one_action("a", &u, 10).await;
+    // Non-blocking: the router would run it itself; it never does.
+    let (status, body) =
+        send_chunked(&b, "/api/v1/namespaces/_/actions/a", &oversized_params()).await;
+    assert_eq!(status, 413, "{body}");
+    let error = body["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        error.starts_with("Request larger than allowed: ") && error.ends_with(" > 1024 bytes."),
+        "{error}"
+    );
+    // Blocking, forwarded: refused as it streams past.
+    let (status, body) = send_chunked(
+        &b,
+        "/api/v1/namespaces/_/actions/a?blocking=true",
+        &oversized_params(),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["code"].is_string(), "OpenWhisk's shape: {body}");
+    // Neither reached the point of running: the non-blocking one is run by the router only once
+    // its body is complete, so the container never saw it.
+    let small = send_chunked(&b, "/api/v1/namespaces/_/actions/a", br#"{"n":1}"#).await;
+    assert_eq!(small.0, 202, "a small chunked body is fine");
+    eventually("the small one ran", Duration::from_secs(5), || async {
+        u.requests.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let last = u.last.lock().unwrap().clone();
+    assert_eq!(
+        last["body"],
+        serde_json::json!({ "n": 1 }),
+        "only the small one ran"
+    );
+}

@@ -235,3 +235,55 @@ async fn a_missing_component_is_an_application_error() {
         json!({ "error": "Sequence component does not exist." })
     );
 }
+
+#[tokio::test]
+async fn a_component_unpublished_after_create_is_refused_at_invoke() {
+    let b = Bench::start().await;
+    let shared = Upstream::action("shared", inc).await;
+    let mut published = action("other/pkg/inc", 10);
+    published.public = true;
+    b.apply(pb::TableUpdate {
+        actions_upsert: vec![
+            published.clone(),
+            sequence("guest/uses-other", &["other/pkg/inc"]),
+        ],
+        endpoints_upsert: vec![endpoint("c-shared", "other/pkg/inc", shared.addr, 10)],
+        ..Default::default()
+    })
+    .await;
+    let r = call(
+        &b,
+        "uses-other",
+        "blocking=true&result=true",
+        json!({ "n": 1 }),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "while the package is published");
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({ "n": 2 }));
+    let ran = shared.requests.load(std::sync::atomic::Ordering::SeqCst);
+    // The owner unpublishes the package: the sequence gets the 403 a direct invoke gets.
+    published.public = false;
+    b.apply(pb::TableUpdate {
+        actions_upsert: vec![published],
+        ..Default::default()
+    })
+    .await;
+    let r = call(
+        &b,
+        "uses-other",
+        "blocking=true&result=true",
+        json!({ "n": 1 }),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "The supplied authentication is not authorized to access 'other/pkg/inc'."
+    );
+    assert_eq!(
+        shared.requests.load(std::sync::atomic::Ordering::SeqCst),
+        ran,
+        "the component never ran"
+    );
+}

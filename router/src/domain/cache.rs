@@ -2,21 +2,25 @@
 //!
 //! An action opts in per response: a successful result carrying `__ow_cache_max_age: N` is
 //! answered by its container proxy with `Cache-Control: max-age=N` (actions that answer with
-//! headers can send that header themselves). The router keeps such responses in a bounded moka
-//! cache keyed by action, action revision, caller namespace (dropped for actions in public
-//! packages, which are shared), the answer's shape (`result`) and the canonical parameters
-//! (object keys sorted). A hit is served without touching a container — after authentication,
-//! authorisation and throttling, each with its own activation id. Only 200s are kept, never
-//! errors; only bodies whose `content-length` fits `MAX_CACHED_BODY`; an update changes the revision,
-//! so older entries are never served again.
+//! headers can send that header themselves). The router keeps the *result* of such answers in a
+//! bounded moka cache keyed by action, action revision, the caller's namespace (always: no byte
+//! of one namespace's activation is served to another, public actions included) and the
+//! canonical parameters (object keys sorted). Only 200s are kept, never errors; only bodies whose
+//! `content-length` fits `MAX_CACHED_BODY`; an update changes the revision, so older entries are
+//! never served again.
+//!
+//! A hit is answered without touching a container — after authentication, authorisation and
+//! throttling — as the caller's own activation: a new id, their namespace and subject, recorded
+//! like any other (`cache_hit.rs`), in the shape they asked for.
 //!
 //! The router learns that an action caches from its first cacheable response; from then on it
 //! reads that action's (small) request bodies to compute keys, so the second call stores and the
 //! third is a hit.
 //!
-//! Everything about caching is decided here: whether a request needs its body read to look the
-//! cache up ([`ResponseCache::is_cacheable`]), its key ([`ResponseCache::key`]), whether a
-//! response may be stored and for how long ([`ResponseCache::storable`]), and the store itself.
+//! Everything about what is cached is decided here: whether a request needs its body read to
+//! look the cache up ([`ResponseCache::is_cacheable`]), its key ([`ResponseCache::key`]), whether
+//! a response may be stored and for how long ([`ResponseCache::storable`]), what of it is kept
+//! ([`ResponseCache::put_answer`]), and the store itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,10 +30,13 @@ use dashmap::DashMap;
 use super::tables::ActionMeta;
 use crate::config::{CACHE_CAPACITY_BYTES, MAX_CACHED_BODY};
 
-/// One cached answer.
+/// One cached result.
 #[derive(Debug)]
 pub struct Cached {
-    pub body: Vec<u8>,
+    /// The action's result (JSON).
+    pub result: serde_json::Value,
+    /// Its serialised size, for the cache's weigher.
+    size: usize,
     expires: Instant,
 }
 
@@ -52,7 +59,7 @@ impl ResponseCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|k: &String, v: &Arc<Cached>| {
-                    (k.len() + v.body.len()).min(u32::MAX as usize) as u32
+                    (k.len() + v.size).min(u32::MAX as usize) as u32
                 })
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
@@ -89,23 +96,18 @@ impl ResponseCache {
         Some(ttl)
     }
 
-    /// The key of an invoke, or `None` when the parameters are not JSON.
-    pub fn key(
-        action: &ActionMeta,
-        caller_ns: &str,
-        result_only: bool,
-        params: &[u8],
-    ) -> Option<String> {
+    /// The key of an invoke by a caller of `caller_ns`, or `None` when the parameters are not
+    /// JSON.
+    pub fn key(action: &ActionMeta, caller_ns: &str, params: &[u8]) -> Option<String> {
         let params: serde_json::Value = if params.iter().all(u8::is_ascii_whitespace) {
             serde_json::json!({})
         } else {
             serde_json::from_slice(params).ok()?
         };
         // serde_json's map is ordered by key, so this is a canonical form.
-        let ns = if action.public { "" } else { caller_ns };
         Some(format!(
-            "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
-            action.fqn, action.revision, ns, result_only, params
+            "{}\u{0}{}\u{0}{}\u{0}{}",
+            action.fqn, action.revision, caller_ns, params
         ))
     }
 
@@ -118,9 +120,35 @@ impl ResponseCache {
         Some(hit)
     }
 
-    pub fn put(&self, key: String, body: Vec<u8>, ttl: Duration) {
+    /// Keeps the result of a successful blocking answer: the body itself with `result=true`, the
+    /// record's `response.result` otherwise. Nothing else of the activation (its id, logs,
+    /// subject) is kept. An answer of neither shape is not kept.
+    pub fn put_answer(&self, key: String, answer: &[u8], result_only: bool, ttl: Duration) {
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(answer) else {
+            return;
+        };
+        let result = if result_only {
+            v
+        } else {
+            match v.get_mut("response").and_then(|r| r.get_mut("result")) {
+                Some(r) => r.take(),
+                None => return,
+            }
+        };
+        self.put(key, result, ttl);
+    }
+
+    fn put(&self, key: String, result: serde_json::Value, ttl: Duration) {
         let expires = Instant::now() + ttl;
-        self.entries.insert(key, Arc::new(Cached { body, expires }));
+        let size = result.to_string().len();
+        self.entries.insert(
+            key,
+            Arc::new(Cached {
+                result,
+                size,
+                expires,
+            }),
+        );
     }
 }
 
@@ -138,17 +166,6 @@ fn max_age(cache_control: &str) -> Option<Duration> {
     age.map(Duration::from_secs)
 }
 
-/// A cached body answered under a new activation id (full records carry their id).
-pub fn with_activation_id(body: &[u8], activation_id: &str) -> Vec<u8> {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(mut v) if v.get("activationId").is_some() && v.get("response").is_some() => {
-            v["activationId"] = serde_json::json!(activation_id);
-            v.to_string().into_bytes()
-        }
-        _ => body.to_vec(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,36 +181,65 @@ mod tests {
     #[test]
     fn keys_are_canonical_and_scoped() {
         let a = action(false, 1);
-        let k1 = ResponseCache::key(&a, "guest", true, br#"{"b":1,"a":2}"#).unwrap();
-        let k2 = ResponseCache::key(&a, "guest", true, br#"{ "a":2, "b":1 }"#).unwrap();
+        let k1 = ResponseCache::key(&a, "guest", br#"{"b":1,"a":2}"#).unwrap();
+        let k2 = ResponseCache::key(&a, "guest", br#"{ "a":2, "b":1 }"#).unwrap();
         assert_eq!(k1, k2);
         assert_ne!(
             k1,
-            ResponseCache::key(&a, "other", true, br#"{"a":2,"b":1}"#).unwrap()
+            ResponseCache::key(&a, "other", br#"{"a":2,"b":1}"#).unwrap()
         );
         assert_ne!(
             k1,
-            ResponseCache::key(&a, "guest", false, br#"{"a":2,"b":1}"#).unwrap()
+            ResponseCache::key(&action(false, 2), "guest", br#"{"a":2,"b":1}"#).unwrap()
         );
-        assert_ne!(
-            k1,
-            ResponseCache::key(&action(false, 2), "guest", true, br#"{"a":2,"b":1}"#).unwrap()
-        );
+        assert!(ResponseCache::key(&a, "guest", b"not json").is_none());
+    }
+
+    #[test]
+    fn public_actions_are_scoped_to_the_caller_too() {
         let public = action(true, 1);
-        assert_eq!(
-            ResponseCache::key(&public, "guest", true, b"{}"),
-            ResponseCache::key(&public, "other", true, b"")
+        assert_ne!(
+            ResponseCache::key(&public, "guest", b"{}"),
+            ResponseCache::key(&public, "other", b"{}")
         );
-        assert!(ResponseCache::key(&a, "guest", true, b"not json").is_none());
+        assert_eq!(
+            ResponseCache::key(&public, "guest", b"{}"),
+            ResponseCache::key(&public, "guest", b"")
+        );
     }
 
     #[test]
     fn entries_expire() {
         let c = ResponseCache::default();
-        c.put("k".into(), b"x".to_vec(), Duration::from_millis(0));
+        c.put_answer("k".into(), b"{}", true, Duration::from_millis(0));
         assert!(c.get("k").is_none());
-        c.put("k".into(), b"x".to_vec(), Duration::from_secs(60));
-        assert_eq!(c.get("k").unwrap().body, b"x");
+        c.put_answer("k".into(), br#"{"x":1}"#, true, Duration::from_secs(60));
+        assert_eq!(c.get("k").unwrap().result, serde_json::json!({"x": 1}));
+    }
+
+    #[test]
+    fn only_the_result_of_a_record_is_kept() {
+        let c = ResponseCache::default();
+        let record = br#"{"activationId":"a1","namespace":"guest","subject":"alice",
+            "logs":["secret line"],"response":{"status":"success","success":true,
+            "result":{"x":1}}}"#;
+        c.put_answer("k".into(), record, false, Duration::from_secs(60));
+        let hit = c.get("k").unwrap();
+        assert_eq!(hit.result, serde_json::json!({"x": 1}));
+        // Nothing but the result: no id, namespace, subject or logs of the first caller.
+        let kept = hit.result.to_string();
+        for leaked in ["a1", "guest", "alice", "secret line"] {
+            assert!(!kept.contains(leaked), "{leaked} kept");
+        }
+        c.put_answer(
+            "j".into(),
+            br#"{"no":"record"}"#,
+            false,
+            Duration::from_secs(60),
+        );
+        assert!(c.get("j").is_none());
+        c.put_answer("n".into(), b"not json", true, Duration::from_secs(60));
+        assert!(c.get("n").is_none());
     }
 
     #[test]
@@ -228,17 +274,5 @@ mod tests {
         assert_eq!(max_age("max-age=0"), None);
         assert_eq!(max_age("no-store, max-age=5"), None);
         assert_eq!(max_age("no-cache"), None);
-    }
-
-    #[test]
-    fn records_get_the_new_activation_id() {
-        let body = br#"{"activationId":"old","response":{"result":{}}}"#;
-        let v: serde_json::Value =
-            serde_json::from_slice(&with_activation_id(body, "new")).unwrap();
-        assert_eq!(v["activationId"], "new");
-        assert_eq!(
-            with_activation_id(br#"{"x":1}"#, "new"),
-            br#"{"x":1}"#.to_vec()
-        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::rejection::Rejection;
 use super::tables::ActionMeta;
 
 /// The context a container proxy needs about an admitted invocation.
@@ -19,9 +20,24 @@ pub struct Invocation {
     pub received_ms: u64,
     /// For a sequence component: the sequence's activation id.
     pub cause: Option<String>,
+    /// The caller's namespace's payload limit, for bodies whose size is known only as they come.
+    pub max_payload_bytes: u64,
 }
 
 impl Invocation {
+    /// Whether `received` bytes of body are still within the payload limit: a body without a
+    /// `content-length` (chunked) is measured as it arrives, and refused with OpenWhisk's 413 as
+    /// soon as it passes the limit, before the action runs.
+    pub fn admits_body(&self, received: u64) -> Result<(), Rejection> {
+        if received > self.max_payload_bytes {
+            return Err(Rejection::EntityTooLarge {
+                size: received,
+                limit: self.max_payload_bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// The action's name without namespace and package (the record's `name`).
     pub fn action_name(&self) -> &str {
         self.action.fqn.rsplit('/').next().unwrap_or_default()

@@ -8,7 +8,8 @@
 //! [`rejection`] carries OpenWhisk's status codes and texts for every "no".
 //!
 //! After the container answered, [`response`] decides what follows: what a 429 does
-//! ([`refusal`], with the per-container [`breaker`]) and what is cached ([`cache`]).
+//! ([`refusal`], with the per-container [`breaker`]) and what is cached ([`cache`]; a hit is
+//! answered by [`cache_hit`]).
 //! [`records`] are the activation records the router makes itself; [`ports`] is what the domain
 //! needs from the control plane.
 
@@ -16,6 +17,7 @@ pub mod authn;
 pub mod authz;
 pub mod breaker;
 pub mod cache;
+pub mod cache_hit;
 pub mod coldstart;
 pub mod endpoints;
 #[cfg(test)]

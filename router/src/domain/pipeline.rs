@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use whisk_vocab::{new_activation_id, now_ms};
 
 use super::authn::Authenticator;
-use super::authz::authorize;
+use super::authz::{authorize, authorize_components};
 use super::cache::ResponseCache;
 use super::coldstart::{ColdStarts, Wait};
 use super::endpoints::{Pick, Slot};
@@ -81,6 +81,9 @@ pub enum Decision {
 pub enum BodyPlan {
     /// Nothing: the body goes to the container untouched, and a 429 cannot be replayed.
     PassThrough,
+    /// The body has no `content-length` (chunked): the router measures it as it streams past, to
+    /// refuse it once it is over the payload limit. It is not kept.
+    Measure,
     /// The router keeps the request (a copy of the body, if it has one) to replay it after a 429.
     Keep,
     /// The router reads the body first: the action caches, and the key needs the parameters.
@@ -159,8 +162,10 @@ impl Router {
             deadline_ms: received_ms + wait_ms,
             received_ms,
             cause: None,
+            max_payload_bytes: limit,
         };
         if action.is_sequence() {
+            authorize_components(&identity.namespace, &action, &|fqn| self.tables.action(fqn))?;
             return Ok(Decision::Sequence(SequenceAdmission {
                 invocation,
                 _concurrency: concurrency,
@@ -208,6 +213,9 @@ impl Router {
     ) -> BodyPlan {
         if self.cache.is_cacheable(&admission.invocation.action) {
             return BodyPlan::ProbeCache;
+        }
+        if has_body && body_len.is_none() {
+            return BodyPlan::Measure;
         }
         // Without a body there is nothing to keep: the request can always be sent again.
         if !has_body

@@ -1,7 +1,7 @@
 //! Activation records the router makes itself, in OpenWhisk's stored form (`whisk_vocab`): the
 //! record of a sequence (the components' records are the container proxies'), and the record of
 //! an activation the router accepted but could not run, so `activations get` tells the caller
-//! what happened.
+//! what happened; and the record of an invoke answered from the response cache.
 
 use serde_json::json;
 use whisk_vocab::{ActivationRecord, ActivationResponse, ActivationStatus, KeyValue, now_ms};
@@ -38,6 +38,20 @@ pub fn failed(inv: &Invocation, message: &str) -> ActivationRecord {
     r.annotations = vec![
         KeyValue::new("path", json!(&*inv.action.fqn)),
         KeyValue::new("kind", json!(&*inv.action.kind)),
+    ];
+    r
+}
+
+/// An invoke answered from the response cache: a successful activation of the caller's own,
+/// taking no time, annotated `cached: true`.
+pub fn cached(inv: &Invocation, result: serde_json::Value) -> ActivationRecord {
+    let now = now_ms();
+    let mut r = record(inv, now, ActivationResponse::success(result));
+    r.annotations = vec![
+        KeyValue::new("path", json!(&*inv.action.fqn)),
+        KeyValue::new("kind", json!(&*inv.action.kind)),
+        KeyValue::new("waitTime", json!(now.saturating_sub(inv.received_ms))),
+        KeyValue::new("cached", json!(true)),
     ];
     r
 }

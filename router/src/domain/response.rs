@@ -42,8 +42,13 @@ pub enum Outcome {
     Refused,
     /// The container refused (429) and the router has the request: send it elsewhere.
     Replay(Admission),
-    /// Store the answer's body under `key` for `ttl`.
-    Store { key: String, ttl: Duration },
+    /// Store the answer's result under `key` for `ttl` (`result_only`: the body is the result,
+    /// not a record).
+    Store {
+        key: String,
+        ttl: Duration,
+        result_only: bool,
+    },
 }
 
 impl Router {
@@ -79,7 +84,11 @@ impl Router {
             head.content_length,
         );
         match (ttl, cache_key) {
-            (Some(ttl), Some(key)) => Outcome::Store { key, ttl },
+            (Some(ttl), Some(key)) => Outcome::Store {
+                key,
+                ttl,
+                result_only: inv.result,
+            },
             _ => Outcome::Done,
         }
     }

@@ -126,6 +126,7 @@ impl Run<'_> {
                 deadline_ms: u64::MAX / 2,
                 received_ms: now_ms(),
                 cause: Some(inv.activation_id.clone()),
+                max_payload_bytes: inv.max_payload_bytes,
             };
             let ran = if action.is_sequence() {
                 let record = Box::pin(self.sequence(&component, current.clone(), false)).await;

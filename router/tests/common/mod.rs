@@ -71,6 +71,23 @@ impl Upstream {
         .await
     }
 
+    /// A container proxy running `f` whose answers say `Cache-Control: <value>`.
+    pub async fn caching_action(
+        name: &str,
+        cache_control: &str,
+        f: fn(serde_json::Value) -> serde_json::Value,
+    ) -> Upstream {
+        Self::start_full(
+            name,
+            Behaviour {
+                action: Some(f),
+                cache_control: Some(cache_control.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     async fn start_with(name: &str, forced: Option<(u16, String)>) -> Upstream {
         Self::start_full(
             name,

@@ -58,10 +58,16 @@ pub fn continue_response_trailers() -> ProcessingResponse {
     of(P::ResponseTrailers(TrailersResponse::default()))
 }
 
-/// Asks Envoy to send the request body, whole, with the next message.
-pub fn with_request_body(mut reply: ProcessingResponse) -> ProcessingResponse {
+/// Asks Envoy to send the request body: whole with the next message, or (`streamed`, for a body
+/// of unknown size) chunk by chunk, each held until the router answers it.
+pub fn with_request_body(mut reply: ProcessingResponse, streamed: bool) -> ProcessingResponse {
+    let mode = if streamed {
+        BodySendMode::Streamed
+    } else {
+        BodySendMode::Buffered
+    };
     reply.mode_override = Some(ProcessingMode {
-        request_body_mode: BodySendMode::Buffered as i32,
+        request_body_mode: mode as i32,
         ..Default::default()
     });
     reply

@@ -17,9 +17,9 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{HttpHeaders, ProcessingRespo
 use whisk_vocab::now_ms;
 
 use super::answers;
-use super::stream::{InvokeStream, Phase};
+use super::stream::{InvokeStream, Measuring, Phase};
 use crate::config::HOLD_GRACE;
-use crate::domain::cache::{ResponseCache, with_activation_id};
+use crate::domain::cache_hit::Lookup;
 use crate::domain::pipeline::{Admission, BodyPlan, Decision, Pending, RequestHead};
 use crate::domain::rejection::Rejection;
 use crate::envoy::headers::get;
@@ -54,6 +54,12 @@ impl InvokeStream {
         );
         let decision = self.router.decide(&head);
         self.note_decision(&decision, started);
+        if !h.end_of_stream && head.content_length.is_none() {
+            self.measuring = Some(Measuring {
+                received: 0,
+                transaction_id: transaction_id.to_owned(),
+            });
+        }
         let request = KeptRequest::new(head.authorization, transaction_id);
         let admission = match decision {
             Decision::Rejected(r) => {
@@ -162,7 +168,7 @@ impl InvokeStream {
                     request,
                 };
                 // Ask for the (small, size-checked) body to compute the key; route after it.
-                answers::with_request_body(answers::continue_request_headers())
+                answers::with_request_body(answers::continue_request_headers(), body_len.is_none())
             }
             BodyPlan::Keep => {
                 self.phase = Phase::Forwarded {
@@ -173,8 +179,16 @@ impl InvokeStream {
                 if end_of_stream {
                     route
                 } else {
-                    answers::with_request_body(route)
+                    answers::with_request_body(route, false)
                 }
+            }
+            BodyPlan::Measure => {
+                self.phase = Phase::Forwarded {
+                    admission,
+                    kept: None,
+                    cache_key: None,
+                };
+                answers::with_request_body(route, true)
             }
             BodyPlan::PassThrough => {
                 self.phase = Phase::Forwarded {
@@ -192,6 +206,9 @@ impl InvokeStream {
         chunk: Vec<u8>,
         end: bool,
     ) -> ProcessingResponse {
+        if let Some(refused) = self.measure(chunk.len()) {
+            return refused;
+        }
         match self.take_phase() {
             Phase::Running {
                 accepted,
@@ -237,6 +254,23 @@ impl InvokeStream {
         answers::continue_request_body()
     }
 
+    /// Counts a chunk of a body of unknown size; once it is over the payload limit, the request
+    /// is refused (the slots it held are released, and Envoy resets what it forwarded, so the
+    /// action never runs).
+    fn measure(&mut self, chunk: usize) -> Option<ProcessingResponse> {
+        let m = self.measuring.as_mut()?;
+        m.received += chunk as u64;
+        let received = m.received;
+        let refusal = self.invocation()?.admits_body(received).err()?;
+        let tid = self
+            .measuring
+            .take()
+            .map(|m| m.transaction_id)
+            .unwrap_or_default();
+        self.phase = Phase::Done;
+        Some(answers::rejection(&refusal, &tid))
+    }
+
     /// With the body of a caching action's invoke: a hit is answered from the cache (the slots
     /// are released unused); a miss is routed as decided, its key kept for the answer.
     /// `at_headers`: the request had no body, so this answers its headers message.
@@ -247,15 +281,15 @@ impl InvokeStream {
         request: KeptRequest,
         at_headers: bool,
     ) -> ProcessingResponse {
-        let inv = &admission.invocation;
-        let key = ResponseCache::key(&inv.action, &inv.namespace, inv.result, &request.body);
-        if let Some(hit) = key.as_deref().and_then(|k| self.router.cache.get(k)) {
-            self.metrics.decided("cached");
-            self.span.record("whisk.outcome", "cached");
-            let id = inv.activation_id.clone();
-            drop(admission);
-            return answers::json(200, with_activation_id(&hit.body, &id), &id);
-        }
+        let id = admission.invocation.activation_id.clone();
+        let (admission, key) = match self.router.look_up_cache(admission, &request.body) {
+            Lookup::Hit { status, body } => {
+                self.metrics.decided("cached");
+                self.span.record("whisk.outcome", "cached");
+                return answers::json(status, body, &id);
+            }
+            Lookup::Miss { admission, key } => (admission, key),
+        };
         self.phase = Phase::Forwarded {
             admission,
             kept: Some(request),
@@ -280,7 +314,8 @@ impl InvokeStream {
     ) -> ProcessingResponse {
         if !end {
             self.phase = Phase::Running { accepted, request };
-            return answers::with_request_body(answers::continue_request_headers());
+            let streamed = self.measuring.is_some();
+            return answers::with_request_body(answers::continue_request_headers(), streamed);
         }
         let id = accepted.invocation().activation_id.clone();
         let (router, client) = (self.router.clone(), self.client.clone());

@@ -63,10 +63,15 @@ impl InvokeStream {
                 // goes on.
                 .unwrap_or(reply)
             }
-            Outcome::Store { key, ttl } => {
+            Outcome::Store {
+                key,
+                ttl,
+                result_only,
+            } => {
                 self.phase = Phase::Storing {
                     key,
                     ttl,
+                    result_only,
                     body: Vec::new(),
                 };
                 answers::with_response_body(reply)
@@ -102,8 +107,15 @@ impl InvokeStream {
     pub(super) fn on_response_body(&mut self, chunk: Vec<u8>, end: bool) -> ProcessingResponse {
         if let Phase::Storing { body, .. } = &mut self.phase {
             body.extend_from_slice(&chunk);
-            if end && let Phase::Storing { key, ttl, body } = self.take_phase() {
-                self.router.cache.put(key, body, ttl);
+            if end
+                && let Phase::Storing {
+                    key,
+                    ttl,
+                    result_only,
+                    body,
+                } = self.take_phase()
+            {
+                self.router.cache.put_answer(key, &body, result_only, ttl);
             }
         }
         answers::continue_response_body()

@@ -14,7 +14,9 @@
 //! ```
 //!
 //! The request the router keeps (for a replay, for running it itself, for the cache key) is one
-//! [`KeptRequest`], whichever phase holds it.
+//! [`KeptRequest`], whichever phase holds it. A body without a `content-length` is streamed
+//! through the router and measured ([`Measuring`]) in every phase, so it meets the payload limit
+//! like any other.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::answers;
+use crate::domain::invocation::Invocation;
 use crate::domain::pipeline::{Admission, Router};
 use crate::metrics::RouterMetrics;
 use crate::upstream::KeptRequest;
@@ -59,10 +62,18 @@ pub(super) enum Phase {
     Storing {
         key: String,
         ttl: Duration,
+        result_only: bool,
         body: Vec<u8>,
     },
     /// Nothing more to do but let messages pass.
     Done,
+}
+
+/// A body of unknown size (chunked): how much of it came so far, and the transaction id a 413
+/// names.
+pub(super) struct Measuring {
+    pub(super) received: u64,
+    pub(super) transaction_id: String,
 }
 
 /// One invoke's stream: the router's view of it, and the way back to Envoy.
@@ -73,6 +84,8 @@ pub(super) struct InvokeStream {
     /// The request's span (`traceparent` continues from the client, on into the container).
     pub(super) span: tracing::Span,
     pub(super) phase: Phase,
+    /// A request body without a `content-length`, measured as it streams past.
+    pub(super) measuring: Option<Measuring>,
     tx: mpsc::Sender<Result<ProcessingResponse, Status>>,
 }
 
@@ -89,6 +102,7 @@ impl InvokeStream {
             metrics,
             span: tracing::Span::none(),
             phase: Phase::Start,
+            measuring: None,
             tx,
         }
     }
@@ -116,6 +130,17 @@ impl InvokeStream {
     /// gone.
     pub(super) async fn hold(&self, d: Duration) -> bool {
         self.tx.send(Ok(answers::hold_for(d))).await.is_ok()
+    }
+
+    /// The invocation the current phase holds, if any.
+    pub(super) fn invocation(&self) -> Option<&Invocation> {
+        match &self.phase {
+            Phase::Running { accepted, .. } => Some(accepted.invocation()),
+            Phase::Probing { admission, .. } | Phase::Forwarded { admission, .. } => {
+                Some(&admission.invocation)
+            }
+            Phase::Start | Phase::Storing { .. } | Phase::Done => None,
+        }
     }
 
     /// Takes the phase out, leaving `Done`; a handler puts back what goes on.
