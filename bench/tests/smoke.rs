@@ -100,6 +100,25 @@ fn smoke_run_writes_a_complete_report() {
             "scenario {id} produced no samples"
         );
     }
+    // Every answer was a success, but where a scenario measures a refusal on purpose (f: the
+    // namespace's rate limit answers 429).
+    let mut answers_checked = 0u64;
+    for s in scenarios {
+        let id = s["id"].as_str().unwrap_or("?");
+        let expected_refusal = if id == "f" { Some("429") } else { None };
+        for st in s["steps"].as_array().into_iter().flatten() {
+            for (status, count) in st["statuses"].as_object().into_iter().flatten() {
+                answers_checked += count.as_u64().unwrap_or(0);
+                let ok = status.starts_with('2') || Some(status.as_str()) == expected_refusal;
+                assert!(
+                    ok,
+                    "scenario {id}, step {}: {count} answers with status {status}\n{stderr}",
+                    st["label"]
+                );
+            }
+        }
+    }
+    assert!(answers_checked > 0, "no step reported its statuses");
     // Every step's latency summary is present and consistent with its count.
     for st in scenarios
         .iter()

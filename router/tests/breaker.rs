@@ -77,6 +77,33 @@ async fn retry_after_as_http_date_opens_the_breaker() {
     let until = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
     let (busy, free) = busy_and_free(&b, &until).await;
     traffic_shifts_after_429(&b, &busy, &free).await;
+    // An unreadable Retry-After falls back to 1 s. Let that pass (a deliberate wait on the clock,
+    // not a synchronisation): only a parsed date keeps the container out now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..4 {
+        assert_eq!(b.invoke("a").await.status(), 200);
+    }
+    assert_eq!(
+        busy.requests.load(Ordering::SeqCst),
+        1,
+        "the date, not the fallback, keeps the breaker open"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_retry_after_falls_back_to_one_second() {
+    let b = Bench::start().await;
+    let (busy, free) = busy_and_free(&b, "soon").await;
+    traffic_shifts_after_429(&b, &busy, &free).await;
+    eventually(
+        "probed again after the fallback",
+        Duration::from_secs(10),
+        || async {
+            b.invoke("a").await;
+            busy.requests.load(Ordering::SeqCst) >= 2
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
