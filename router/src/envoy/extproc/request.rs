@@ -60,7 +60,9 @@ impl InvokeStream {
                 transaction_id: transaction_id.to_owned(),
             });
         }
-        let request = KeptRequest::new(head.authorization, transaction_id);
+        // What a request the router runs itself needs (the forwarded path builds it only when it
+        // keeps the request).
+        let request = || KeptRequest::new(head.authorization, transaction_id);
         let admission = match decision {
             Decision::Rejected(r) => {
                 tracing::debug!(reason = r.reason(), "rejected");
@@ -73,23 +75,24 @@ impl InvokeStream {
             },
             Decision::Admitted(a) => {
                 return self
-                    .accept(Accepted::Admitted(a), request, h.end_of_stream)
+                    .accept(Accepted::Admitted(a), request(), h.end_of_stream)
                     .await;
             }
             Decision::Pending(p) => {
                 return self
-                    .accept(Accepted::Pending(p), request, h.end_of_stream)
+                    .accept(Accepted::Pending(p), request(), h.end_of_stream)
                     .await;
             }
             Decision::Sequence(s) => {
                 return self
-                    .accept(Accepted::Sequence(s), request, h.end_of_stream)
+                    .accept(Accepted::Sequence(s), request(), h.end_of_stream)
                     .await;
             }
         };
         self.forward(
             admission,
             map,
+            transaction_id,
             request,
             h.end_of_stream,
             head.content_length,
@@ -151,21 +154,22 @@ impl InvokeStream {
         &mut self,
         admission: Admission,
         map: &HeaderMap,
-        request: KeptRequest,
+        transaction_id: &str,
+        request: impl FnOnce() -> KeptRequest,
         end_of_stream: bool,
         body_len: Option<u64>,
     ) -> ProcessingResponse {
         let traceparent = whisk_telemetry::traceparent_of(&self.span);
-        let route = answers::route(map, &admission, &request.transaction_id, traceparent);
+        let route = answers::route(map, &admission, transaction_id, traceparent);
         match self.router.body_plan(&admission, !end_of_stream, body_len) {
             BodyPlan::ProbeCache if end_of_stream => {
-                self.look_up_cache(admission, route, request, true)
+                self.look_up_cache(admission, route, request(), true)
             }
             BodyPlan::ProbeCache => {
                 self.phase = Phase::Probing {
                     admission,
                     route: Box::new(route),
-                    request,
+                    request: request(),
                 };
                 // Ask for the (small, size-checked) body to compute the key; route after it.
                 answers::with_request_body(answers::continue_request_headers(), body_len.is_none())
@@ -173,7 +177,7 @@ impl InvokeStream {
             BodyPlan::Keep => {
                 self.phase = Phase::Forwarded {
                     admission,
-                    kept: Some(request),
+                    kept: Some(request()),
                     cache_key: None,
                 };
                 if end_of_stream {
