@@ -153,3 +153,70 @@ async fn when_every_container_refuses_a_cold_start_serves_it() {
     .await;
     assert_eq!(b.cp.cold_starts.load(Ordering::SeqCst), 1);
 }
+
+/// Envoy's count of ext_proc streams started (from its admin interface).
+async fn ext_proc_streams(b: &Bench) -> u64 {
+    let stats = b
+        .http
+        .get(format!(
+            "http://{}/stats?filter=ext_proc.streams_started",
+            b.envoy.admin
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .filter_map(|l| l.rsplit_once(": ").and_then(|(_, v)| v.parse::<u64>().ok()))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_slow_upload_holds_no_concurrency_while_its_body_arrives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Bench::start().await;
+    let u = Upstream::start("a").await;
+    b.apply(pb::TableUpdate {
+        namespaces_upsert: vec![namespace("guest", 1000, 1)],
+        actions_upsert: vec![action("guest/a", 5)],
+        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 5)],
+        ..Default::default()
+    })
+    .await;
+    let before = ext_proc_streams(&b).await;
+    // A non-blocking invoke whose body comes slowly: headers and half of it now.
+    let body = br#"{"slow":"upload"}"#;
+    let mut sock = tokio::net::TcpStream::connect(b.envoy.listen)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/namespaces/_/actions/a HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        guest_auth(),
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(&body[..5]).await.unwrap();
+    eventually(
+        "the router has the upload's headers",
+        Duration::from_secs(5),
+        || async { ext_proc_streams(&b).await > before },
+    )
+    .await;
+    // The namespace allows one invocation at a time, and the upload holds none of it.
+    let r = b.invoke("a").await;
+    assert_eq!(r.status(), 200, "the upload held the namespace's only slot");
+    // The rest of the body: now it is admitted and run.
+    sock.write_all(&body[5..]).await.unwrap();
+    let mut answer = Vec::new();
+    sock.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    eventually("the upload ran", Duration::from_secs(5), || async {
+        u.last.lock().unwrap()["body"] == serde_json::json!({ "slow": "upload" })
+    })
+    .await;
+}

@@ -4,7 +4,8 @@
 //!
 //! [`Router::decide`] never waits: it either admits the request onto a free slot, rejects it, or
 //! returns a [`Pending`] that the adapter resolves with [`Router::wait`] after telling Envoy to
-//! hold the request longer (a cold start, or every container busy).
+//! hold the request longer (a cold start, or every container busy). A non-blocking invoke with a
+//! body is [`AwaitingBody`] until its body is in, holding nothing, then [`Router::admit`]ted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +23,8 @@ use super::ports::ControlPlane;
 use super::records;
 use super::refusal::keeps_body;
 use super::rejection::Rejection;
-use super::request::parse_invoke;
-use super::tables::Tables;
+use super::request::{InvokeRequest, parse_invoke};
+use super::tables::{Identity, Tables};
 use super::throttle::ConcurrencyGuard;
 use crate::config::Policy;
 
@@ -34,6 +35,31 @@ pub struct RequestHead<'a> {
     pub path: &'a str,
     pub authorization: Option<&'a str>,
     pub content_length: Option<u64>,
+    /// A body follows the headers.
+    pub has_body: bool,
+}
+
+/// A request that passed the checks its headers allow (ready, caller, name, declared size) and
+/// whose body must arrive before it is admitted: a non-blocking invoke the router runs itself.
+/// It holds nothing — no namespace concurrency, no container slot — so a slow upload blocks no one.
+/// [`Router::admit`] finishes the decision once the body is in.
+pub struct AwaitingBody {
+    identity: Arc<Identity>,
+    request: InvokeRequest,
+    max_payload_bytes: u64,
+}
+
+impl AwaitingBody {
+    /// Whether `received` bytes of body are still within the namespace's payload limit.
+    pub fn admits_body(&self, received: u64) -> Result<(), Rejection> {
+        if received > self.max_payload_bytes {
+            return Err(Rejection::EntityTooLarge {
+                size: received,
+                limit: self.max_payload_bytes,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// An admitted request: it holds a container slot and a namespace concurrency slot until dropped.
@@ -73,6 +99,8 @@ pub enum Decision {
     Admitted(Admission),
     Pending(Pending),
     Sequence(SequenceAdmission),
+    /// Decided once the body is in ([`Router::admit`]).
+    AwaitingBody(AwaitingBody),
     Rejected(Rejection),
 }
 
@@ -137,12 +165,46 @@ impl Router {
             });
         }
         let identity = self.authn.authenticate(&self.tables, head.authorization)?;
-        let req = parse_invoke(head.method, head.path)?;
-        let ns = self.tables.namespace(&identity.namespace);
-        let limit = ns.limits().max_payload_bytes;
-        if let Some(size) = head.content_length.filter(|s| *s > limit) {
-            return Err(Rejection::EntityTooLarge { size, limit });
+        let request = parse_invoke(head.method, head.path)?;
+        let max_payload_bytes = self
+            .tables
+            .namespace(&identity.namespace)
+            .limits()
+            .max_payload_bytes;
+        if let Some(size) = head.content_length.filter(|s| *s > max_payload_bytes) {
+            return Err(Rejection::EntityTooLarge {
+                size,
+                limit: max_payload_bytes,
+            });
         }
+        let ticket = AwaitingBody {
+            identity,
+            request,
+            max_payload_bytes,
+        };
+        // A non-blocking invoke is run by the router once its body is in: it takes no slot
+        // while the body arrives.
+        if head.has_body && !ticket.request.blocking {
+            return Ok(Decision::AwaitingBody(ticket));
+        }
+        self.try_admit(ticket)
+    }
+
+    /// Finishes the decision for a request whose body is in.
+    pub fn admit(&self, ticket: AwaitingBody) -> Decision {
+        match self.try_admit(ticket) {
+            Ok(d) => d,
+            Err(r) => Decision::Rejected(r),
+        }
+    }
+
+    fn try_admit(&self, ticket: AwaitingBody) -> Result<Decision, Rejection> {
+        let AwaitingBody {
+            identity,
+            request: req,
+            max_payload_bytes: limit,
+        } = ticket;
+        let ns = self.tables.namespace(&identity.namespace);
         // OpenWhisk throttles before it checks the entitlement.
         let concurrency = ns.admit()?;
         let target_ns = req.namespace.as_deref().unwrap_or(&identity.namespace);

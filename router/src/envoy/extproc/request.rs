@@ -20,7 +20,7 @@ use super::answers;
 use super::stream::{InvokeStream, Measuring, Phase};
 use crate::config::HOLD_GRACE;
 use crate::domain::cache_hit::Lookup;
-use crate::domain::pipeline::{Admission, BodyPlan, Decision, Pending, RequestHead};
+use crate::domain::pipeline::{Admission, AwaitingBody, BodyPlan, Decision, Pending, RequestHead};
 use crate::domain::rejection::Rejection;
 use crate::envoy::headers::get;
 use crate::upstream::KeptRequest;
@@ -37,6 +37,7 @@ impl InvokeStream {
             path: get(map, ":path").unwrap_or_default(),
             authorization: get(map, "authorization"),
             content_length: get(map, "content-length").and_then(|v| v.trim().parse().ok()),
+            has_body: !h.end_of_stream,
         };
         let started = Instant::now();
         self.span = tracing::info_span!(
@@ -67,6 +68,14 @@ impl InvokeStream {
             Decision::Rejected(r) => {
                 tracing::debug!(reason = r.reason(), "rejected");
                 return answers::rejection(&r, transaction_id);
+            }
+            Decision::AwaitingBody(ticket) => {
+                self.phase = Phase::AwaitingBody {
+                    ticket,
+                    request: request(),
+                };
+                let streamed = self.measuring.is_some();
+                return answers::with_request_body(answers::continue_request_headers(), streamed);
             }
             Decision::Admitted(a) if a.invocation.blocking => a,
             Decision::Pending(p) if p.invocation().blocking => match self.wait(p).await {
@@ -107,12 +116,14 @@ impl InvokeStream {
             Decision::Admitted(_) | Decision::Pending(_) => "accepted",
             Decision::Sequence(_) => "sequence",
             Decision::Rejected(r) => r.reason(),
+            // Noted once the body is in and the request admitted.
+            Decision::AwaitingBody(_) => return,
         };
         let inv = match decision {
             Decision::Admitted(a) => Some(&a.invocation),
             Decision::Pending(p) => Some(p.invocation()),
             Decision::Sequence(s) => Some(&s.invocation),
-            Decision::Rejected(_) => None,
+            Decision::Rejected(_) | Decision::AwaitingBody(_) => None,
         };
         if let Some(inv) = inv {
             self.span
@@ -214,6 +225,16 @@ impl InvokeStream {
             return refused;
         }
         match self.take_phase() {
+            Phase::AwaitingBody {
+                ticket,
+                mut request,
+            } => {
+                request.extend(chunk);
+                if end {
+                    return self.admit(ticket, request).await;
+                }
+                self.phase = Phase::AwaitingBody { ticket, request };
+            }
             Phase::Running {
                 accepted,
                 mut request,
@@ -258,6 +279,23 @@ impl InvokeStream {
         answers::continue_request_body()
     }
 
+    /// A non-blocking invoke whose body is in: now it is throttled, entitled and given a
+    /// container, and run by the router.
+    async fn admit(&mut self, ticket: AwaitingBody, request: KeptRequest) -> ProcessingResponse {
+        let decision = self.router.admit(ticket);
+        self.note_decision(&decision, Instant::now());
+        let accepted = match decision {
+            Decision::Admitted(a) => Accepted::Admitted(a),
+            Decision::Pending(p) => Accepted::Pending(p),
+            Decision::Sequence(s) => Accepted::Sequence(s),
+            Decision::Rejected(r) => return answers::rejection(&r, &request.transaction_id),
+            Decision::AwaitingBody(_) => {
+                return answers::rejection(&Rejection::Internal, &request.transaction_id);
+            }
+        };
+        self.accept(accepted, request, true).await
+    }
+
     /// Counts a chunk of a body of unknown size; once it is over the payload limit, the request
     /// is refused (the slots it held are released, and Envoy resets what it forwarded, so the
     /// action never runs).
@@ -265,7 +303,11 @@ impl InvokeStream {
         let m = self.measuring.as_mut()?;
         m.received += chunk as u64;
         let received = m.received;
-        let refusal = self.invocation()?.admits_body(received).err()?;
+        let refusal = match &self.phase {
+            Phase::AwaitingBody { ticket, .. } => ticket.admits_body(received),
+            _ => self.invocation()?.admits_body(received),
+        }
+        .err()?;
         let tid = self
             .measuring
             .take()

@@ -5,7 +5,8 @@
 //! those messages is one [`Phase`]; each message moves it on:
 //!
 //! ```text
-//! Start ──headers──► Running ──body──► (router runs it; 202 or the sequence's answer) ► Done
+//! Start ──headers──► AwaitingBody ──body──► (admitted, run by the router; 202) ► Done
+//!   │                Running ──body──► (router runs it; the sequence's answer) ► Done
 //!   │                Probing ──body──► (cache hit: answered) ► Done
 //!   │                                  (miss) ──────────────► Forwarded
 //!   ├──────────────► Forwarded ──response headers──► Storing ──response body──► Done
@@ -29,7 +30,7 @@ use tonic::{Status, Streaming};
 
 use super::answers;
 use crate::domain::invocation::Invocation;
-use crate::domain::pipeline::{Admission, Router};
+use crate::domain::pipeline::{Admission, AwaitingBody, Router};
 use crate::metrics::RouterMetrics;
 use crate::upstream::KeptRequest;
 use crate::upstream::background::Accepted;
@@ -39,7 +40,13 @@ use crate::upstream::client::ProxyClient;
 pub(super) enum Phase {
     /// Nothing seen yet.
     Start,
-    /// Reading the body of a request the router runs itself (non-blocking, or a sequence).
+    /// Reading the body of a non-blocking invoke, which is admitted only once it is in (it holds
+    /// no slot meanwhile).
+    AwaitingBody {
+        ticket: AwaitingBody,
+        request: KeptRequest,
+    },
+    /// Reading the body of an admitted request the router runs itself (a blocking sequence).
     Running {
         accepted: Accepted,
         request: KeptRequest,
@@ -139,7 +146,7 @@ impl InvokeStream {
             Phase::Probing { admission, .. } | Phase::Forwarded { admission, .. } => {
                 Some(&admission.invocation)
             }
-            Phase::Start | Phase::Storing { .. } | Phase::Done => None,
+            Phase::Start | Phase::AwaitingBody { .. } | Phase::Storing { .. } | Phase::Done => None,
         }
     }
 
