@@ -20,5 +20,6 @@ pub mod params;
 pub mod proxy;
 pub mod record;
 pub mod report;
+pub mod running;
 pub mod server;
 pub mod truthy;

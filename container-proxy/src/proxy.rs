@@ -31,6 +31,7 @@ use crate::metrics::ProxyMetrics;
 use crate::params::{merge, parse_payload};
 use crate::record::ActivationRecord;
 use crate::report::Reporter;
+use crate::running::Running;
 
 /// OpenWhisk's answer to a second init.
 pub const INIT_TWICE: &str = "Cannot initialize the action more than once.";
@@ -100,6 +101,7 @@ pub struct Proxy {
     ready: RwLock<Option<Arc<Ready>>>,
     init_lock: tokio::sync::Mutex<()>,
     metrics: ProxyMetrics,
+    running: Running,
 }
 
 fn random_id() -> String {
@@ -139,6 +141,7 @@ impl Proxy {
             ready: RwLock::new(None),
             init_lock: tokio::sync::Mutex::new(()),
             metrics: ProxyMetrics::new(),
+            running: Running::default(),
         });
         let weak: Weak<Proxy> = Arc::downgrade(&proxy);
         proxy.metrics.registry.on_scrape(move || {
@@ -284,6 +287,11 @@ impl Proxy {
     }
 
     /// The proxy's metrics (rendered at `/metrics`).
+    /// The activations running here (the router waits on their end).
+    pub fn running(&self) -> &Running {
+        &self.running
+    }
+
     pub fn metrics(&self) -> &ProxyMetrics {
         &self.metrics
     }
@@ -423,6 +431,7 @@ impl Proxy {
         let task_span = span.clone();
         span.record("faas.version", ready.action.version.as_str());
         let admitted = Instant::now();
+        let running = self.running.start(&ctx.activation_id);
         let task = async move {
             let permit = ticket.wait().await;
             proxy
@@ -473,6 +482,7 @@ impl Proxy {
                 .reporter
                 .activation(record.activation_id(), record.stored().to_string());
             let _ = tx.send(record);
+            drop(running);
         };
         tokio::spawn(task.instrument(span.clone()));
         let accepted = || Answer::json(202, json!({"activationId": ctx.activation_id}));

@@ -1,4 +1,6 @@
-//! The HTTP front of the proxy (axum): routes `/_whisk/init`, `/_whisk/health`, `/metrics`,
+//! The HTTP front of the proxy (axum): routes `/_whisk/init`, `/_whisk/health`,
+//! `/_whisk/activations/{id}/end` (the router waits there for an activation it stopped
+//! waiting for), `/metrics`,
 //! `/healthz`, `/readyz` and every other
 //! `POST` (an invoke) to [`Proxy`], and writes its [`Answer`]s with `content-type:
 //! application/json`.
@@ -93,6 +95,29 @@ async fn other(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
     respond(answer)
 }
 
+/// How long `GET /_whisk/activations/{id}/end` waits at most, whatever the caller asks.
+const MAX_END_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `GET /_whisk/activations/{id}/end?wait_ms=N`: 204 once activation `id` is not running here
+/// (ended, or never ran), 202 if it still runs after `wait_ms` (at most [`MAX_END_WAIT`]).
+async fn activation_end(
+    State(proxy): State<Arc<Proxy>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<EndQuery>,
+) -> StatusCode {
+    let bound = std::time::Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_END_WAIT);
+    if proxy.running().wait_end(&id, bound).await {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::ACCEPTED
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct EndQuery {
+    wait_ms: Option<u64>,
+}
+
 /// The proxy's routes, plus `/metrics`, `/healthz` (live) and `/readyz` (stem cell or initialised
 /// without error) from `whisk-telemetry`. Envoy routes only `/api/v1/...` invokes here, so these
 /// are reached by the control plane and scrapers on the pod network only.
@@ -105,6 +130,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
     Router::new()
         .route("/_whisk/health", get(health))
         .route("/_whisk/init", post(init))
+        .route("/_whisk/activations/{id}/end", get(activation_end))
         .fallback(other)
         .with_state(proxy)
         .merge(admin)

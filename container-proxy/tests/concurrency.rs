@@ -103,3 +103,44 @@ async fn concurrency_two_runs_in_two_processes() {
         "ran in parallel"
     );
 }
+
+/// The router waits on `GET /_whisk/activations/{id}/end` for an activation it stopped waiting
+/// for: it answers 202 while the activation runs, and 204 as soon as it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_end_of_an_activation_can_be_awaited() {
+    let cp = ControlPlaneStub::start().await;
+    let code =
+        r#"function main() { return new Promise(r => setTimeout(() => r({ok: true}), 1500)); }"#;
+    let proxy = ready_proxy(&cp, "nodejs:20", action("slow", "nodejs:20", code)).await;
+    let http = reqwest::Client::new();
+    let end = |id: &str, wait_ms: u64| {
+        http.get(proxy.url(&format!("/_whisk/activations/{id}/end?wait_ms={wait_ms}")))
+            .send()
+    };
+    // Never ran here: ended.
+    assert_eq!(
+        end("0123456789abcdef0123456789abcdef", 0)
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let inv = Invoke::non_blocking("guest/slow");
+    let reply = proxy.invoke(&inv, json!({})).await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(
+        end(&inv.activation_id, 0).await.unwrap().status(),
+        202,
+        "still running"
+    );
+    assert_eq!(
+        end(&inv.activation_id, 100).await.unwrap().status(),
+        202,
+        "still running"
+    );
+    let r = end(&inv.activation_id, 10_000).await.unwrap();
+    assert_eq!(r.status(), 204, "ended");
+    // It ended because it finished: its record is there.
+    let (_, record) = cp.record(&inv.activation_id).await;
+    assert_eq!(record["response"]["result"], json!({ "ok": true }));
+}
