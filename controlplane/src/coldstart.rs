@@ -11,38 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tracing::Instrument;
 use tracing::field::Empty;
-use whisk_proto::controlplane::v1 as pb;
 
 use crate::backend::{InitError, UnitSpec};
 use crate::model::{ActionDoc, KeyValue};
-use crate::plane::{Plane, new_container_id};
-use crate::pool::{Assigned, Container, State};
-
-/// A start shared by every concurrent caller for the same action revision.
-pub type Inflight = Shared<BoxFuture<'static, Result<pb::Endpoint, ColdStartError>>>;
-
-/// Why a cold start did not produce an endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ColdStartError {
-    #[error("{0}")]
-    UnknownAction(String),
-    #[error("{0}")]
-    StartFailed(String),
-    #[error("{message}")]
-    CapacityExhausted {
-        message: String,
-        retry_after_ms: u32,
-    },
-    #[error("the deadline passed before a container was ready")]
-    DeadlineExceeded,
-    /// The action's code failed to initialise; OpenWhisk's developer-error text.
-    #[error("{0}")]
-    InitFailed(String),
-}
+use crate::plane::Plane;
+use crate::pool::{Assigned, Container, Endpoint, State, new_container_id};
+use crate::starts::{ColdStartError, outcome_label};
 
 const CAPACITY_RETRY_MS: u32 = 1000;
 
@@ -53,7 +31,7 @@ impl Plane {
         self: &Arc<Self>,
         fqn: &str,
         deadline: Option<Instant>,
-    ) -> Result<pb::Endpoint, ColdStartError> {
+    ) -> Result<Endpoint, ColdStartError> {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(ColdStartError::DeadlineExceeded);
         }
@@ -63,8 +41,7 @@ impl Plane {
                 let err = ColdStartError::UnknownAction(format!(
                     "The requested resource '{fqn}' does not exist."
                 ));
-                self.metrics
-                    .cold_start_finished(Err(&err), "none", Duration::ZERO);
+                self.metrics.cold_start_finished(err.label(), "none", None);
                 return Err(err);
             }
             Err(e) => return Err(ColdStartError::StartFailed(e.to_string())),
@@ -73,56 +50,42 @@ impl Plane {
             let err = ColdStartError::UnknownAction(format!(
                 "'{fqn}' is a sequence: its components are started, not the sequence"
             ));
-            self.metrics
-                .cold_start_finished(Err(&err), "none", Duration::ZERO);
+            self.metrics.cold_start_finished(err.label(), "none", None);
             return Err(err);
         }
         let key = format!("{fqn}#{}", action.revision);
-        let shared = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get(&key) {
-                Some(f) => f.clone(),
-                None => {
-                    let plane = self.clone();
-                    let task_key = key.clone();
-                    let span = tracing::info_span!(
-                        "cold_start",
-                        faas.name = %fqn,
-                        faas.version = %action.version,
-                        faas.coldstart = true,
-                        whisk.action_revision = action.revision,
-                        whisk.kind = %action.exec.kind,
-                        whisk.container_id = Empty,
-                        whisk.source = Empty,
-                        whisk.outcome = Empty,
-                    );
-                    let handle = tokio::spawn(
-                        async move {
-                            let result = plane.clone().start_for(action).await;
-                            plane
-                                .inflight
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&task_key);
-                            result
-                        }
-                        .instrument(span),
-                    );
-                    let fut: BoxFuture<'static, Result<pb::Endpoint, ColdStartError>> =
-                        async move {
-                            handle.await.unwrap_or_else(|e| {
-                                Err(ColdStartError::StartFailed(format!(
-                                    "start task failed: {e}"
-                                )))
-                            })
-                        }
-                        .boxed();
-                    let shared = fut.shared();
-                    inflight.insert(key, shared.clone());
-                    shared
+        let shared = self.starts.join_or_begin(&key, || {
+            let plane = self.clone();
+            let task_key = key.clone();
+            let span = tracing::info_span!(
+                "cold_start",
+                faas.name = %fqn,
+                faas.version = %action.version,
+                faas.coldstart = true,
+                whisk.action_revision = action.revision,
+                whisk.kind = %action.exec.kind,
+                whisk.container_id = Empty,
+                whisk.source = Empty,
+                whisk.outcome = Empty,
+            );
+            let handle = tokio::spawn(
+                async move {
+                    let result = plane.clone().start_for(action).await;
+                    plane.starts.finished(&task_key);
+                    result
                 }
+                .instrument(span),
+            );
+            let fut: BoxFuture<'static, Result<Endpoint, ColdStartError>> = async move {
+                handle.await.unwrap_or_else(|e| {
+                    Err(ColdStartError::StartFailed(format!(
+                        "start task failed: {e}"
+                    )))
+                })
             }
-        };
+            .boxed();
+            fut.shared()
+        });
         match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), shared)
                 .await
@@ -171,19 +134,17 @@ impl Plane {
 
     /// One start, measured: counted by outcome and source, timed when it succeeds, and its
     /// outcome recorded on the current (`cold_start`) span.
-    async fn start_for(self: Arc<Self>, action: ActionDoc) -> Result<pb::Endpoint, ColdStartError> {
+    async fn start_for(self: Arc<Self>, action: ActionDoc) -> Result<Endpoint, ColdStartError> {
         let began = Instant::now();
         let mut source = "none";
         let result = self.clone().start_for_inner(action, &mut source).await;
         let took = began.elapsed();
+        let outcome = outcome_label(&result);
         self.metrics
-            .cold_start_finished(result.as_ref().map(|_| ()), source, took);
+            .cold_start_finished(outcome, source, result.is_ok().then_some(took));
         let span = tracing::Span::current();
         span.record("whisk.source", source);
-        span.record(
-            "whisk.outcome",
-            crate::metrics::outcome_label(&result.as_ref().map(|_| ())),
-        );
+        span.record("whisk.outcome", outcome);
         match &result {
             Ok(ep) => {
                 span.record("whisk.container_id", ep.container_id.as_str());
@@ -203,12 +164,12 @@ impl Plane {
         self: Arc<Self>,
         action: ActionDoc,
         source: &mut &'static str,
-    ) -> Result<pb::Endpoint, ColdStartError> {
+    ) -> Result<Endpoint, ColdStartError> {
         let _permit = self
-            .start_permits
-            .acquire()
+            .starts
+            .permit()
             .await
-            .map_err(|_| ColdStartError::StartFailed("shutting down".into()))?;
+            .ok_or_else(|| ColdStartError::StartFailed("shutting down".into()))?;
         let fqn = action.fqn();
         let assigned = Assigned {
             fqn: fqn.clone(),
