@@ -10,6 +10,7 @@ use tracing::Instrument;
 use whisk_proto::controlplane::v1 as pb;
 use whisk_proto::controlplane::v1::control_plane_server::ControlPlane;
 
+use crate::coldstart;
 use crate::convert::{cold_start_error_pb, deadline_from_unix_ms, endpoint_pb};
 use crate::plane::Plane;
 
@@ -84,9 +85,7 @@ impl ControlPlane for GrpcService {
             faas.name = %req.action_fqn,
         );
         whisk_telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
-        let outcome = match self
-            .plane
-            .cold_start(&req.action_fqn, deadline)
+        let outcome = match coldstart::cold_start(&self.plane, &req.action_fqn, deadline)
             .instrument(span)
             .await
         {

@@ -1,7 +1,8 @@
 //! The control plane's core: the store, the container pool, the execution backend and the push
 //! hub tied together. Every change to actions, identities, namespaces or containers goes through
 //! here so that it is persisted, reflected in the pool and pushed to every router exactly once.
-//! Cold starts live in `coldstart.rs`; garbage collection decides in `gc.rs` and is applied here.
+//! This is the one `impl Plane`. Cold starts are driven from `coldstart.rs` through it; garbage
+//! collection decides in `gc.rs` and is applied here.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;

@@ -594,7 +594,9 @@ async fn sequences() {
     );
 
     // Sequences are never cold-started.
-    let err = cp.plane().cold_start("guest/s", None).await.unwrap_err();
+    let err = whisk_controlplane::coldstart::cold_start(cp.plane(), "guest/s", None)
+        .await
+        .unwrap_err();
     assert!(matches!(
         err,
         whisk_controlplane::ColdStartError::UnknownAction(_)

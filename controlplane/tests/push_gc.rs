@@ -247,7 +247,9 @@ async fn activity_keeps_containers_and_package_updates_retire_them() {
         .put("/api/v1/namespaces/_/actions/p/a", nodejs_action("x"))
         .await;
     let plane = cp.plane().clone();
-    let ep = plane.cold_start("guest/p/a", None).await.unwrap();
+    let ep = whisk_controlplane::coldstart::cold_start(&plane, "guest/p/a", None)
+        .await
+        .unwrap();
     let t0 = Instant::now();
 
     // An activation reported by the container counts as activity.
