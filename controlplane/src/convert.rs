@@ -11,6 +11,7 @@ use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc};
 use crate::pool::Endpoint;
 use crate::starts::ColdStartError;
 
+/// A namespace and its limit overrides, as routers receive it.
 pub fn namespace_pb(ns: &NamespaceDoc) -> pb::Namespace {
     pb::Namespace {
         name: ns.name.clone(),
@@ -32,6 +33,8 @@ pub fn identity_pb(id: &IdentityDoc) -> pb::Identity {
     }
 }
 
+/// An action as routers receive it (`public`: in a published package); annotation values are
+/// JSON text.
 pub fn action_pb(a: &ActionDoc, public: bool) -> pb::Action {
     pb::Action {
         fqn: a.fqn(),

@@ -11,7 +11,6 @@ use serde_json::Value;
 
 use crate::backend::{Backend, BackendEvent, UnitSpec};
 use crate::config::Config;
-use crate::convert::{action_pb, endpoint_pb, identity_pb, namespace_pb};
 use crate::gc::{self, GcReport};
 use crate::metrics::{ControlPlaneMetrics, StateSnapshot};
 use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc};
@@ -93,10 +92,10 @@ impl Plane {
         }
         let mut d = Delta::default();
         for ns in self.store.list_namespaces()? {
-            d.upsert_namespace(namespace_pb(&ns));
+            d.upsert_namespace(&ns);
         }
         for id in self.store.list_identities()? {
-            d.upsert_identity(identity_pb(&id));
+            d.upsert_identity(&id);
         }
         let published: std::collections::HashSet<String> = self
             .store
@@ -110,7 +109,7 @@ impl Plane {
                 .package
                 .as_ref()
                 .is_some_and(|p| published.contains(&format!("{}/{}", a.namespace, p)));
-            d.upsert_action(action_pb(&a, public));
+            d.upsert_action(&a, public);
         }
         self.hub.publish(d);
         self.hub.flush();
@@ -127,7 +126,7 @@ impl Plane {
     /// An action was created or updated: push it and retire containers of older revisions.
     pub fn action_written(&self, doc: &ActionDoc) {
         let mut d = Delta::default();
-        d.upsert_action(action_pb(doc, self.is_public(doc)));
+        d.upsert_action(doc, self.is_public(doc));
         self.hub.publish(d);
         self.retire(&doc.fqn(), Some(doc.revision));
     }
@@ -147,7 +146,7 @@ impl Plane {
         let mut fqns = Vec::new();
         for a in self.store.list_actions(Some(&pkg.namespace))? {
             if a.package.as_deref() == Some(pkg.name.as_str()) {
-                d.upsert_action(action_pb(&a, pkg.publish && pkg.binding.is_none()));
+                d.upsert_action(&a, pkg.publish && pkg.binding.is_none());
                 fqns.push(a.fqn());
             }
         }
@@ -160,13 +159,13 @@ impl Plane {
 
     pub fn namespace_written(&self, ns: &NamespaceDoc) {
         let mut d = Delta::default();
-        d.upsert_namespace(namespace_pb(ns));
+        d.upsert_namespace(ns);
         self.hub.publish(d);
     }
 
     pub fn identity_written(&self, id: &IdentityDoc) {
         let mut d = Delta::default();
-        d.upsert_identity(identity_pb(id));
+        d.upsert_identity(id);
         self.hub.publish(d);
     }
 
@@ -209,7 +208,7 @@ impl Plane {
         self.pool().insert(c);
         if let Some(ep) = ep {
             let mut d = Delta::default();
-            d.upsert_endpoint(endpoint_pb(&ep));
+            d.upsert_endpoint(&ep);
             self.hub.publish(d);
         }
     }
@@ -231,7 +230,7 @@ impl Plane {
         };
         if let Some(ep) = ep {
             let mut d = Delta::default();
-            d.upsert_endpoint(endpoint_pb(&ep));
+            d.upsert_endpoint(&ep);
             self.hub.publish(d);
         }
     }
@@ -315,7 +314,7 @@ impl Plane {
         );
         let mut delta = Delta::default();
         for ep in &marked {
-            delta.upsert_endpoint(endpoint_pb(ep));
+            delta.upsert_endpoint(ep);
         }
         self.hub.publish(delta);
         self.metrics.gc_marks.inc_by(report.marked.len() as u64);
