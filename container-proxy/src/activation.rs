@@ -4,16 +4,12 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use whisk_vocab::now_ms;
 
 use crate::action::{ActionSpec, MAX_RESULT_BYTES};
 use crate::context::InvokeContext;
 use crate::executor::{Executor, RunOutcome, RunRequest};
-use crate::record::{ActivationRecord, Finished, RunResponse, classify};
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
-}
+use crate::record::{Finished, Recorded, RunResponse, classify};
 
 /// OpenWhisk's `/run` body. `deadline` is a string of epoch ms (as the invoker sends it);
 /// `api_key` only when the action's `provide-api-key` annotation is truthy.
@@ -45,7 +41,7 @@ pub async fn execute(
     init_time_ms: Option<u64>,
     ctx: &InvokeContext,
     value: Value,
-) -> ActivationRecord {
+) -> Recorded {
     let start_ms = now_ms();
     let outcome = match init_error {
         Some(err) => RunOutcome {
@@ -67,7 +63,7 @@ pub async fn execute(
     };
     let end_ms = now_ms().max(start_ms);
     let timed_out = matches!(outcome.response, RunResponse::TimedOut { .. });
-    ActivationRecord::build(
+    Recorded::build(
         action,
         Finished {
             activation_id: ctx.activation_id.clone(),

@@ -4,6 +4,7 @@
 //! Parsing takes a header lookup closure rather than a framework type, so it is tested directly.
 
 use base64::Engine;
+use whisk_vocab::is_activation_id;
 
 /// Why the context headers were refused (answered with 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,13 +40,6 @@ pub struct InvokeContext {
     pub traceparent: Option<String>,
     /// The sequence activation this one is a component of (`x-whisk-cause`).
     pub cause: Option<String>,
-}
-
-/// Whether `s` is an OpenWhisk activation id (32 lowercase hex characters).
-pub fn is_activation_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn required<'a>(

@@ -9,6 +9,7 @@
 pub mod action;
 pub mod activation;
 pub mod admission;
+pub mod answer;
 pub mod code;
 pub mod config;
 pub mod context;

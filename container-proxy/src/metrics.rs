@@ -13,21 +13,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use whisk_telemetry::{DURATION_BUCKETS, Metrics};
+use whisk_vocab::ActivationStatus;
 
 /// `status` of `whisk_proxy_activations_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
     pub status: &'static str,
-}
-
-/// The label value for an activation record's `response.statusCode`.
-pub fn status_label(status_code: Option<u64>) -> &'static str {
-    match status_code {
-        Some(0) => "success",
-        Some(1) => "application_error",
-        Some(2) => "developer_error",
-        _ => "internal_error",
-    }
 }
 
 /// Every metric of the proxy.
@@ -93,10 +84,10 @@ impl ProxyMetrics {
     }
 
     /// Counts one finished activation.
-    pub fn activation_finished(&self, status_code: Option<u64>, run: Duration) {
+    pub fn activation_finished(&self, status: ActivationStatus, run: Duration) {
         self.activations
             .get_or_create(&StatusLabel {
-                status: status_label(status_code),
+                status: status.label(),
             })
             .inc();
         self.run_duration.observe(run.as_secs_f64());

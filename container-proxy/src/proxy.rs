@@ -1,5 +1,5 @@
 //! The proxy's state and its three operations — init, health and invoke — expressed as plain
-//! [`Answer`]s (status, JSON body, headers) so the HTTP layer in [`crate::server`] only moves bytes.
+//! [`Answer`]s (status, JSON body, headers) so the HTTP layer only moves bytes.
 //!
 //! An invoke is admitted (or refused with 429), then runs in its own task: the caller gets
 //! `202 {"activationId"}` at once when non-blocking, or when its wait (`x-whisk-deadline`)
@@ -18,18 +18,20 @@ use serde_json::{Map, Value, json};
 use tracing::Instrument;
 use tracing::field::Empty;
 use whisk_telemetry::opentelemetry;
+use whisk_vocab::{is_activation_id, new_activation_id, now_ms};
 
 use crate::action::ActionSpec;
-use crate::activation::{execute, now_ms};
+use crate::activation::execute;
 use crate::admission::Admission;
+use crate::answer::Answer;
 use crate::config::{Config, ExecutorKind};
-use crate::context::{InvokeContext, is_activation_id};
+use crate::context::InvokeContext;
 use crate::executor::http::{HttpError, HttpExecutor};
 use crate::executor::local::{LocalError, LocalExecutor};
 use crate::executor::{Executor, InitError, InitPayload};
 use crate::metrics::ProxyMetrics;
 use crate::params::{merge, parse_payload};
-use crate::record::ActivationRecord;
+use crate::record::Recorded;
 use crate::report::Reporter;
 use crate::running::Running;
 
@@ -45,34 +47,6 @@ pub enum StartError {
     Http(#[from] HttpError),
     #[error("invalid action in the environment: {0}")]
     EnvAction(#[from] crate::action::ActionError),
-}
-
-/// An HTTP answer without framework types.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl Answer {
-    fn json(status: u16, body: Value) -> Self {
-        Answer {
-            status,
-            body,
-            headers: Vec::new(),
-        }
-    }
-
-    /// OpenWhisk's error body `{"error", "code"}`.
-    pub fn error(status: u16, message: impl Into<String>, code: &str) -> Self {
-        Self::json(status, json!({"error": message.into(), "code": code}))
-    }
-
-    fn with_header(mut self, name: &'static str, value: String) -> Self {
-        self.headers.push((name, value));
-        self
-    }
 }
 
 /// When an init ran, taken by the first activation after it (`initTime`, the `init` span).
@@ -102,11 +76,6 @@ pub struct Proxy {
     init_lock: tokio::sync::Mutex<()>,
     metrics: ProxyMetrics,
     running: Running,
-}
-
-fn random_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Proxy {
@@ -383,7 +352,7 @@ impl Proxy {
             Err(e) => {
                 let code = get("x-whisk-transaction-id")
                     .map(str::to_string)
-                    .unwrap_or_else(random_id);
+                    .unwrap_or_else(new_activation_id);
                 return Answer::error(400, e.to_string(), &code);
             }
         };
@@ -424,7 +393,7 @@ impl Proxy {
                     .with_header("retry-after", rejected.retry_after_secs.to_string());
             }
         };
-        let (tx, rx) = tokio::sync::oneshot::channel::<ActivationRecord>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Recorded>();
         let proxy = self.clone();
         let task_ready = ready.clone();
         let mut task_ctx = ctx.clone();
@@ -471,16 +440,17 @@ impl Proxy {
             .await;
             let ran = started.elapsed();
             permit.finish(ran);
-            let status_code = record.stored()["response"]["statusCode"].as_u64();
-            proxy.metrics.activation_finished(status_code, ran);
+            let status = record.record.response.status;
+            proxy.metrics.activation_finished(status, ran);
             tracing::info!(
-                status = crate::metrics::status_label(status_code),
+                status = status.label(),
                 duration_ms = ran.as_millis() as u64,
                 "activation finished"
             );
-            proxy
-                .reporter
-                .activation(record.activation_id(), record.stored().to_string());
+            proxy.reporter.activation(
+                &record.record.activation_id,
+                record.record.to_stored_json().to_string(),
+            );
             let _ = tx.send(record);
             drop(running);
         };
@@ -504,16 +474,10 @@ impl Proxy {
 }
 
 /// The answer to a blocking invoke whose activation finished.
-fn answer_for(record: &ActivationRecord, result_only: bool) -> Answer {
-    let status = record.http_status();
-    let result = record.result();
-    let body = if result_only || result.is_array() {
-        result
-    } else {
-        record.api()
-    };
+fn answer_for(recorded: &Recorded, result_only: bool) -> Answer {
+    let (status, body) = recorded.record.blocking_answer(result_only);
     let answer = Answer::json(status, body);
-    match record.cache_max_age() {
+    match recorded.cache_max_age {
         Some(secs) if status == 200 => {
             answer.with_header("cache-control", format!("max-age={secs}"))
         }

@@ -1,17 +1,14 @@
 //! OpenWhisk's classification of a run (compat §2 `processRunResponseContent`, §6) and the
-//! activation record built from it, in its stored form (with `response.statusCode`, reported to
-//! the control plane) and its API form (without, answered to the caller).
+//! activation record built from it. The record's model, its forms (stored, with
+//! `response.statusCode`, reported to the control plane; API, without, answered to the caller)
+//! and the status codes and texts are OpenWhisk's shared vocabulary (`whisk-vocab`); this module
+//! only decides which outcome a run had and which annotations the proxy adds.
 
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use whisk_vocab::record::KeyValue;
+use whisk_vocab::{ActivationRecord, ActivationResponse, ActivationStatus};
 
 use crate::action::ActionSpec;
-
-/// Status codes of `response.statusCode`.
-pub const SUCCESS: u8 = 0;
-pub const APPLICATION_ERROR: u8 = 1;
-pub const DEVELOPER_ERROR: u8 = 2;
-pub const WHISK_ERROR: u8 = 3;
 
 /// OpenWhisk's text for a container that died mid-run.
 pub const ABNORMAL_RUN: &str =
@@ -39,18 +36,11 @@ pub enum RunResponse {
     Internal(String),
 }
 
-/// The classified `response` of an activation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ActivationResponse {
-    pub status: &'static str,
-    #[serde(rename = "statusCode")]
-    pub status_code: u8,
-    pub success: bool,
-    pub result: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size: Option<usize>,
+/// The classified `response` of an activation, and what the proxy learned beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    pub response: ActivationResponse,
     /// Seconds the caller may cache a successful result for (see [`CACHE_FIELD`]); never stored.
-    #[serde(skip)]
     pub cache_max_age: Option<u64>,
 }
 
@@ -59,38 +49,16 @@ pub struct ActivationResponse {
 /// answers with `Cache-Control: max-age=60`, which the router honours.
 pub const CACHE_FIELD: &str = "__ow_cache_max_age";
 
-fn status_text(code: u8) -> &'static str {
-    match code {
-        SUCCESS => "success",
-        APPLICATION_ERROR => "application error",
-        DEVELOPER_ERROR => "action developer error",
-        _ => "whisk internal error",
-    }
-}
-
-impl ActivationResponse {
-    fn new(status_code: u8, result: Value, size: Option<usize>) -> Self {
-        ActivationResponse {
-            status: status_text(status_code),
-            status_code,
-            success: status_code == SUCCESS,
-            result,
-            size,
+impl Classified {
+    fn new(status: ActivationStatus, result: Value, size: Option<usize>) -> Self {
+        Classified {
+            response: ActivationResponse::new(status, result).with_size(size.map(|n| n as u64)),
             cache_max_age: None,
         }
     }
 
-    fn error(status_code: u8, message: impl Into<String>, size: Option<usize>) -> Self {
-        Self::new(status_code, json!({ "error": message.into() }), size)
-    }
-
-    /// The HTTP status OpenWhisk's controller answers a blocking invoke with.
-    pub fn http_status(&self) -> u16 {
-        match self.status_code {
-            SUCCESS => 200,
-            APPLICATION_ERROR | DEVELOPER_ERROR => 502,
-            _ => 500,
-        }
+    fn error(status: ActivationStatus, message: impl Into<String>, size: Option<usize>) -> Self {
+        Self::new(status, json!({ "error": message.into() }), size)
     }
 }
 
@@ -121,15 +89,15 @@ pub fn truncated_message(trunk: &str, size: usize, limit: usize) -> String {
 }
 
 /// Classifies a run exactly as OpenWhisk's invoker does.
-pub fn classify(response: &RunResponse) -> ActivationResponse {
+pub fn classify(response: &RunResponse) -> Classified {
     match response {
         RunResponse::Answered {
             truncated: Some(limit),
             body,
             size,
             ..
-        } => ActivationResponse::error(
-            APPLICATION_ERROR,
+        } => Classified::error(
+            ActivationStatus::ApplicationError,
             truncated_message(body, *size, *limit),
             Some(*size),
         ),
@@ -142,35 +110,53 @@ pub fn classify(response: &RunResponse) -> ActivationResponse {
             let size = Some(*size);
             match serde_json::from_str::<Value>(body) {
                 Ok(Value::Object(mut fields)) => match fields.remove("error") {
-                    Some(error) if *ok => {
-                        ActivationResponse::new(APPLICATION_ERROR, json!({ "error": error }), size)
-                    }
-                    Some(error) => {
-                        ActivationResponse::new(DEVELOPER_ERROR, json!({ "error": error }), size)
-                    }
+                    Some(error) if *ok => Classified::new(
+                        ActivationStatus::ApplicationError,
+                        json!({ "error": error }),
+                        size,
+                    ),
+                    Some(error) => Classified::new(
+                        ActivationStatus::DeveloperError,
+                        json!({ "error": error }),
+                        size,
+                    ),
                     None if *ok => {
                         let cache = fields.remove(CACHE_FIELD).and_then(|v| v.as_u64());
-                        let mut response =
-                            ActivationResponse::new(SUCCESS, Value::Object(fields), size);
-                        response.cache_max_age = cache.filter(|s| *s > 0);
-                        response
+                        let mut classified =
+                            Classified::new(ActivationStatus::Success, Value::Object(fields), size);
+                        classified.cache_max_age = cache.filter(|s| *s > 0);
+                        classified
                     }
-                    None => {
-                        ActivationResponse::error(DEVELOPER_ERROR, invalid_run_response(body), size)
-                    }
+                    None => Classified::error(
+                        ActivationStatus::DeveloperError,
+                        invalid_run_response(body),
+                        size,
+                    ),
                 },
-                Ok(array @ Value::Array(_)) if *ok => ActivationResponse::new(SUCCESS, array, size),
-                _ => ActivationResponse::error(DEVELOPER_ERROR, invalid_run_response(body), size),
+                Ok(array @ Value::Array(_)) if *ok => {
+                    Classified::new(ActivationStatus::Success, array, size)
+                }
+                _ => Classified::error(
+                    ActivationStatus::DeveloperError,
+                    invalid_run_response(body),
+                    size,
+                ),
             }
         }
-        RunResponse::TimedOut { limit_ms } => {
-            ActivationResponse::error(DEVELOPER_ERROR, timeout_message(*limit_ms), None)
+        RunResponse::TimedOut { limit_ms } => Classified::error(
+            ActivationStatus::DeveloperError,
+            timeout_message(*limit_ms),
+            None,
+        ),
+        RunResponse::Exited => {
+            Classified::error(ActivationStatus::DeveloperError, ABNORMAL_RUN, None)
         }
-        RunResponse::Exited => ActivationResponse::error(DEVELOPER_ERROR, ABNORMAL_RUN, None),
         RunResponse::InitFailed(msg) => {
-            ActivationResponse::error(DEVELOPER_ERROR, msg.clone(), None)
+            Classified::error(ActivationStatus::DeveloperError, msg.clone(), None)
         }
-        RunResponse::Internal(msg) => ActivationResponse::error(WHISK_ERROR, msg.clone(), None),
+        RunResponse::Internal(msg) => {
+            Classified::error(ActivationStatus::WhiskError, msg.clone(), None)
+        }
     }
 }
 
@@ -188,108 +174,61 @@ pub struct Finished {
     pub cause: Option<String>,
     pub init_time_ms: Option<u64>,
     pub timed_out: bool,
-    pub response: ActivationResponse,
+    pub response: Classified,
     pub logs: Vec<String>,
 }
 
-/// An activation record as OpenWhisk stores it.
+/// One finished activation: its record, and how long the caller may cache its result.
 #[derive(Debug, Clone)]
-pub struct ActivationRecord {
-    stored: Value,
-    cache_max_age: Option<u64>,
+pub struct Recorded {
+    pub record: ActivationRecord,
+    /// Seconds a successful result may be cached, if the action said so.
+    pub cache_max_age: Option<u64>,
 }
 
-impl ActivationRecord {
-    /// Builds the record of one activation of `action`.
+impl Recorded {
+    /// Builds the record of one activation of `action`, with the proxy's annotations.
     pub fn build(action: &ActionSpec, done: Finished) -> Self {
         let mut annotations = vec![
-            json!({"key": "path", "value": action.fqn}),
-            json!({"key": "waitTime", "value": done.wait_time_ms}),
-            json!({"key": "kind", "value": action.kind}),
-            json!({"key": "timeout", "value": done.timed_out}),
-            json!({"key": "limits", "value": {
-                "timeout": action.limits.timeout,
-                "memory": action.limits.memory,
-                "logs": action.limits.logs,
-                "concurrency": action.limits.concurrency,
-            }}),
+            KeyValue::new("path", json!(action.fqn)),
+            KeyValue::new("waitTime", json!(done.wait_time_ms)),
+            KeyValue::new("kind", json!(action.kind)),
+            KeyValue::new("timeout", json!(done.timed_out)),
+            KeyValue::new(
+                "limits",
+                json!({
+                    "timeout": action.limits.timeout,
+                    "memory": action.limits.memory,
+                    "logs": action.limits.logs,
+                    "concurrency": action.limits.concurrency,
+                }),
+            ),
         ];
         if let Some(init) = done.init_time_ms {
-            annotations.push(json!({"key": "initTime", "value": init}));
+            annotations.push(KeyValue::new("initTime", json!(init)));
         }
         if done.cause.is_some() {
-            annotations.push(json!({"key": "causedBy", "value": "sequence"}));
+            annotations.push(KeyValue::new("causedBy", json!("sequence")));
         }
-        let cache_max_age = done.response.cache_max_age;
-        let response = serde_json::to_value(&done.response).unwrap_or_else(|_| json!({}));
-        let stored = json!({
-            "namespace": done.namespace,
-            "name": action.name,
-            "subject": done.subject,
-            "activationId": done.activation_id,
-            "start": done.start_ms,
-            "end": done.end_ms,
-            "duration": done.end_ms.saturating_sub(done.start_ms),
-            "response": response,
-            "logs": done.logs,
-            "version": action.version,
-            "publish": false,
-            "annotations": annotations,
-        });
-        let mut stored = stored;
-        if let Some(cause) = done.cause {
-            stored["cause"] = json!(cause);
+        let record = ActivationRecord {
+            namespace: done.namespace,
+            name: action.name.clone(),
+            subject: done.subject,
+            activation_id: done.activation_id,
+            start: done.start_ms,
+            end: done.end_ms,
+            duration: done.end_ms.saturating_sub(done.start_ms),
+            response: done.response.response,
+            logs: done.logs,
+            version: action.version.clone(),
+            publish: false,
+            annotations,
+            cause: done.cause,
+        };
+        Recorded {
+            record,
+            cache_max_age: done.response.cache_max_age,
         }
-        ActivationRecord {
-            stored,
-            cache_max_age,
-        }
-    }
-
-    /// How long the caller may cache this (successful) result, if the action said so.
-    pub fn cache_max_age(&self) -> Option<u64> {
-        self.cache_max_age
-    }
-
-    /// The stored form (with `response.statusCode`), reported to the control plane.
-    pub fn stored(&self) -> &Value {
-        &self.stored
-    }
-
-    /// The API form: `response.statusCode` removed (`toExtendedJson`).
-    pub fn api(&self) -> Value {
-        let mut api = self.stored.clone();
-        if let Some(Value::Object(response)) = api.get_mut("response") {
-            response.remove("statusCode");
-        }
-        api
-    }
-
-    /// `response.result`.
-    pub fn result(&self) -> Value {
-        self.stored
-            .get("response")
-            .and_then(|r| r.get("result"))
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Map::new()))
-    }
-
-    /// The HTTP status of a blocking answer: 200 success, 502 application or developer error,
-    /// 500 whisk internal error.
-    pub fn http_status(&self) -> u16 {
-        match self.stored["response"]["statusCode"].as_u64() {
-            Some(0) => 200,
-            Some(1) | Some(2) => 502,
-            _ => 500,
-        }
-    }
-
-    /// The activation id.
-    pub fn activation_id(&self) -> &str {
-        self.stored
-            .get("activationId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
     }
 }
 
@@ -309,7 +248,7 @@ mod tests {
     #[test]
     fn the_cache_field_becomes_a_max_age_and_leaves_the_result() {
         let r = classify(&answered(true, r#"{"x":1,"__ow_cache_max_age":60}"#));
-        assert_eq!(r.result, json!({"x": 1}));
+        assert_eq!(r.response.result, json!({"x": 1}));
         assert_eq!(r.cache_max_age, Some(60));
         let r = classify(&answered(true, r#"{"x":1,"__ow_cache_max_age":0}"#));
         assert_eq!(r.cache_max_age, None);
@@ -320,29 +259,29 @@ mod tests {
     #[test]
     fn success_object() {
         let r = classify(&answered(true, r#"{"greeting":"hi"}"#));
-        assert_eq!(r.status_code, SUCCESS);
-        assert_eq!(r.status, "success");
-        assert!(r.success);
-        assert_eq!(r.result, json!({"greeting": "hi"}));
-        assert_eq!(r.size, Some(17));
-        assert_eq!(r.http_status(), 200);
+        assert_eq!(r.response.status, ActivationStatus::Success);
+        assert_eq!(r.response.status.text(), "success");
+        assert!(r.response.status.is_success());
+        assert_eq!(r.response.result, json!({"greeting": "hi"}));
+        assert_eq!(r.response.size, Some(17));
+        assert_eq!(r.response.status.http_status(), 200);
     }
 
     #[test]
     fn success_array() {
         let r = classify(&answered(true, "[1,2]"));
-        assert_eq!(r.status_code, SUCCESS);
-        assert_eq!(r.result, json!([1, 2]));
+        assert_eq!(r.response.status, ActivationStatus::Success);
+        assert_eq!(r.response.result, json!([1, 2]));
     }
 
     #[test]
     fn application_error_keeps_only_the_error_field() {
         let r = classify(&answered(true, r#"{"error":"boom","other":1}"#));
-        assert_eq!(r.status_code, APPLICATION_ERROR);
-        assert_eq!(r.status, "application error");
-        assert!(!r.success);
-        assert_eq!(r.result, json!({"error": "boom"}));
-        assert_eq!(r.http_status(), 502);
+        assert_eq!(r.response.status, ActivationStatus::ApplicationError);
+        assert_eq!(r.response.status.text(), "application error");
+        assert!(!r.response.status.is_success());
+        assert_eq!(r.response.result, json!({"error": "boom"}));
+        assert_eq!(r.response.status.http_status(), 502);
     }
 
     #[test]
@@ -351,13 +290,13 @@ mod tests {
             false,
             r#"{"error":"An error has occurred: Error: x"}"#,
         ));
-        assert_eq!(r.status_code, DEVELOPER_ERROR);
-        assert_eq!(r.status, "action developer error");
+        assert_eq!(r.response.status, ActivationStatus::DeveloperError);
+        assert_eq!(r.response.status.text(), "action developer error");
         assert_eq!(
-            r.result,
+            r.response.result,
             json!({"error": "An error has occurred: Error: x"})
         );
-        assert_eq!(r.http_status(), 502);
+        assert_eq!(r.response.status.http_status(), 502);
     }
 
     #[test]
@@ -369,9 +308,13 @@ mod tests {
             (false, "[1]"),
         ] {
             let r = classify(&answered(ok, body));
-            assert_eq!(r.status_code, DEVELOPER_ERROR, "{body}");
             assert_eq!(
-                r.result,
+                r.response.status,
+                ActivationStatus::DeveloperError,
+                "{body}"
+            );
+            assert_eq!(
+                r.response.result,
                 json!({"error": format!("The action did not produce a valid JSON or JSON Array response: {body}")})
             );
         }
@@ -385,9 +328,9 @@ mod tests {
             size: 10,
             truncated: Some(4),
         });
-        assert_eq!(r.status_code, APPLICATION_ERROR);
+        assert_eq!(r.response.status, ActivationStatus::ApplicationError);
         assert_eq!(
-            r.result,
+            r.response.result,
             json!({"error": "The action produced a response that exceeded the allowed length: 10 > 4 bytes. The truncated response was: {\"a\""})
         );
     }
@@ -395,23 +338,23 @@ mod tests {
     #[test]
     fn timeout_exit_init_and_internal() {
         let r = classify(&RunResponse::TimedOut { limit_ms: 300 });
-        assert_eq!(r.status_code, DEVELOPER_ERROR);
+        assert_eq!(r.response.status, ActivationStatus::DeveloperError);
         assert_eq!(
-            r.result,
+            r.response.result,
             json!({"error": "The action exceeded its time limits of 300 milliseconds."})
         );
         let r = classify(&RunResponse::Exited);
-        assert_eq!(r.status_code, DEVELOPER_ERROR);
+        assert_eq!(r.response.status, ActivationStatus::DeveloperError);
         assert_eq!(
-            r.result,
+            r.response.result,
             json!({"error": "The action did not produce a valid response and exited unexpectedly."})
         );
         let r = classify(&RunResponse::InitFailed("bad".into()));
-        assert_eq!(r.status_code, DEVELOPER_ERROR);
+        assert_eq!(r.response.status, ActivationStatus::DeveloperError);
         let r = classify(&RunResponse::Internal("System not initialized.".into()));
-        assert_eq!(r.status_code, WHISK_ERROR);
-        assert_eq!(r.status, "whisk internal error");
-        assert_eq!(r.http_status(), 500);
+        assert_eq!(r.response.status, ActivationStatus::WhiskError);
+        assert_eq!(r.response.status.text(), "whisk internal error");
+        assert_eq!(r.response.status.http_status(), 500);
         assert_eq!(
             init_timeout_message(5),
             "The action exceeded its time limits of 5 milliseconds during initialization."
@@ -424,7 +367,7 @@ mod tests {
             "fqn": "owner/pkg/hello", "kind": "nodejs:20", "version": "0.0.2"
         }))
         .unwrap();
-        let rec = ActivationRecord::build(
+        let rec = Recorded::build(
             &action,
             Finished {
                 activation_id: "a".repeat(32),
@@ -440,15 +383,15 @@ mod tests {
                 logs: vec![],
             },
         );
-        let stored = rec.stored();
+        let stored = rec.record.to_stored_json();
         assert_eq!(stored["namespace"], "caller");
         assert_eq!(stored["name"], "hello");
         assert_eq!(stored["duration"], 250);
         assert_eq!(stored["publish"], false);
         assert_eq!(stored["version"], "0.0.2");
         assert_eq!(stored["response"]["statusCode"], 0);
-        assert_eq!(rec.http_status(), 200);
-        let api = rec.api();
+        assert_eq!(rec.record.response.status.http_status(), 200);
+        let api = rec.record.to_api_json();
         assert!(api["response"].get("statusCode").is_none());
         assert_eq!(api["response"]["status"], "success");
         let ann = api["annotations"].as_array().unwrap();

@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::proxy::{Answer, Proxy};
+use crate::answer::Answer;
+use crate::proxy::Proxy;
 
 /// Largest request body read (init carries code up to OpenWhisk's 48 MB exec limit).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -43,20 +44,15 @@ async fn read_body(req: Request) -> Result<(axum::http::request::Parts, Vec<u8>)
     let (parts, body) = req.into_parts();
     match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => Ok((parts, b.to_vec())),
-        Err(_) => Err(respond(Answer {
-            status: 413,
-            body: json!({"error": format!("Request larger than allowed: more than {MAX_BODY} bytes.")}),
-            headers: Vec::new(),
-        })),
+        Err(_) => Err(respond(Answer::json(
+            413,
+            json!({"error": format!("Request larger than allowed: more than {MAX_BODY} bytes.")}),
+        ))),
     }
 }
 
 async fn health(State(proxy): State<Arc<Proxy>>) -> Response {
-    respond(Answer {
-        status: 200,
-        body: proxy.health(),
-        headers: Vec::new(),
-    })
+    respond(Answer::json(200, proxy.health()))
 }
 
 async fn init(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
@@ -68,18 +64,16 @@ async fn init(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
 
 async fn other(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
     if req.uri().path().starts_with("/_whisk/") {
-        return respond(Answer {
-            status: 404,
-            body: json!({"error": "The requested resource does not exist."}),
-            headers: Vec::new(),
-        });
+        return respond(Answer::json(
+            404,
+            json!({"error": "The requested resource does not exist."}),
+        ));
     }
     if req.method() != Method::POST {
-        return respond(Answer {
-            status: 405,
-            body: json!({"error": "HTTP method not allowed, supported methods: POST"}),
-            headers: Vec::new(),
-        });
+        return respond(Answer::json(
+            405,
+            json!({"error": "HTTP method not allowed, supported methods: POST"}),
+        ));
     }
     let (parts, body) = match read_body(req).await {
         Ok(x) => x,

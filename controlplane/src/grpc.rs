@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -11,7 +10,8 @@ use tracing::Instrument;
 use whisk_proto::controlplane::v1 as pb;
 use whisk_proto::controlplane::v1::control_plane_server::ControlPlane;
 
-use crate::coldstart::ColdStartError;
+use crate::coldstart;
+use crate::convert::{cold_start_error_pb, deadline_from_unix_ms, endpoint_pb};
 use crate::plane::Plane;
 
 /// The tonic service.
@@ -22,41 +22,6 @@ pub struct GrpcService {
 impl GrpcService {
     pub fn new(plane: Arc<Plane>) -> Self {
         Self { plane }
-    }
-}
-
-/// Epoch milliseconds -> a local instant (`None` for 0 = no deadline).
-fn deadline_from_unix_ms(ms: u64) -> Option<Instant> {
-    if ms == 0 {
-        return None;
-    }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let now = Instant::now();
-    Some(if ms <= now_ms {
-        now
-    } else {
-        now + Duration::from_millis(ms - now_ms)
-    })
-}
-
-fn error_pb(e: ColdStartError) -> pb::ColdStartError {
-    use pb::cold_start_error::Code;
-    let (code, retry) = match &e {
-        ColdStartError::UnknownAction(_) => (Code::UnknownAction, 0),
-        ColdStartError::StartFailed(_) => (Code::StartFailed, 0),
-        ColdStartError::CapacityExhausted { retry_after_ms, .. } => {
-            (Code::CapacityExhausted, *retry_after_ms)
-        }
-        ColdStartError::DeadlineExceeded => (Code::DeadlineExceeded, 0),
-        ColdStartError::InitFailed(_) => (Code::InitFailed, 0),
-    };
-    pb::ColdStartError {
-        code: code as i32,
-        message: e.to_string(),
-        retry_after_ms: retry,
     }
 }
 
@@ -120,14 +85,12 @@ impl ControlPlane for GrpcService {
             faas.name = %req.action_fqn,
         );
         whisk_telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
-        let outcome = match self
-            .plane
-            .cold_start(&req.action_fqn, deadline)
+        let outcome = match coldstart::cold_start(&self.plane, &req.action_fqn, deadline)
             .instrument(span)
             .await
         {
-            Ok(ep) => pb::cold_start_response::Outcome::Endpoint(ep),
-            Err(e) => pb::cold_start_response::Outcome::Error(error_pb(e)),
+            Ok(ep) => pb::cold_start_response::Outcome::Endpoint(endpoint_pb(&ep)),
+            Err(e) => pb::cold_start_response::Outcome::Error(cold_start_error_pb(e)),
         };
         Ok(Response::new(pb::ColdStartResponse {
             outcome: Some(outcome),

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod cli;
 pub mod coldstart;
 pub mod config;
+pub mod convert;
 pub mod gc;
 pub mod grpc;
 pub mod metrics;
@@ -20,6 +21,7 @@ pub mod names;
 pub mod plane;
 pub mod pool;
 pub mod push;
+pub mod starts;
 pub mod store;
 pub mod up;
 
@@ -32,10 +34,10 @@ use tokio::task::JoinHandle;
 use whisk_proto::controlplane::v1::control_plane_server::ControlPlaneServer;
 
 pub use crate::backend::{Backend, LocalBackend};
-pub use crate::coldstart::ColdStartError;
 pub use crate::config::Config;
 pub use crate::gc::GcReport;
 pub use crate::plane::Plane;
+pub use crate::starts::ColdStartError;
 use crate::store::{RedbStore, Store, StoreError};
 
 /// Largest gRPC message the control plane accepts or sends (routers should allow as much).
@@ -181,7 +183,7 @@ pub async fn start_with_backend(
     let (stop, _) = watch::channel(false);
     let mut tasks = vec![plane.hub.spawn_flusher()];
     tasks.extend(plane.spawn_event_loop());
-    tasks.extend(gc::spawn_gc_loop(&plane));
+    tasks.extend(plane.spawn_gc_loop());
 
     // Activation records carry up to 10 MB of logs plus a 1 MB result; snapshots grow with the
     // number of actions and endpoints. tonic's 4 MB default is too small for either.
@@ -205,7 +207,10 @@ pub async fn start_with_backend(
         }
     }));
 
-    plane.metrics.watch(&plane);
+    let watched = Arc::downgrade(&plane);
+    plane.metrics.watch(plane.hub.resyncs.clone(), move || {
+        watched.upgrade().map(|p| p.state_snapshot())
+    });
     let ready_plane = Arc::downgrade(&plane);
     let ops = whisk_telemetry::admin_routes(
         plane.metrics.registry.clone(),

@@ -3,10 +3,12 @@
 //!
 //! Event counters (cold starts, GC marks / unmarks / sweeps, push resyncs, activations recorded)
 //! are incremented where the event happens; gauges that mirror state (containers by state, stem
-//! cells, subscribers, push backlog, store size) are set from the live state just before each
-//! scrape. Labels are bounded: state, kind, outcome, source — never a container or activation id.
+//! cells, subscribers, push backlog, store size) are set just before each scrape from a
+//! [`StateSnapshot`] the owner of that state supplies. This module knows only labels and
+//! numbers, not the plane, its pool or its errors. Labels are bounded: state, kind, outcome,
+//! source — never a container or activation id.
 
-use std::sync::{Arc, Weak};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,10 +17,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use whisk_telemetry::{HistogramBuckets, Metrics};
-
-use crate::coldstart::ColdStartError;
-use crate::plane::Plane;
-use crate::pool::State;
 
 /// Cold starts take seconds: 10 ms … 2 min.
 const COLD_START_BUCKETS: &[f64] = &[
@@ -51,25 +49,24 @@ pub struct SourceLabel {
     pub source: &'static str,
 }
 
-/// The label of a cold start's outcome.
-pub fn outcome_label(result: &Result<(), &ColdStartError>) -> &'static str {
-    match result {
-        Ok(()) => "success",
-        Err(ColdStartError::UnknownAction(_)) => "unknown_action",
-        Err(ColdStartError::StartFailed(_)) => "start_failed",
-        Err(ColdStartError::CapacityExhausted { .. }) => "capacity_exhausted",
-        Err(ColdStartError::DeadlineExceeded) => "deadline_exceeded",
-        Err(ColdStartError::InitFailed(_)) => "init_failed",
-    }
-}
+/// Every container state label, so that a state with no containers still reads 0.
+const STATES: [&str; 4] = ["starting", "stem", "ready", "marked"];
 
-fn state_label(s: &State) -> &'static str {
-    match s {
-        State::Starting => "starting",
-        State::Stem => "stem",
-        State::Ready => "ready",
-        State::Marked { .. } => "marked",
-    }
+/// The live state the gauges mirror, read by its owner just before a scrape.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StateSnapshot {
+    /// Containers by state label (`starting`, `stem`, `ready`, `marked`).
+    pub containers: BTreeMap<&'static str, u64>,
+    /// Stem cells available by runtime kind (every prewarmed kind, even at 0).
+    pub stem_cells: BTreeMap<String, u64>,
+    /// Routers subscribed to table pushes.
+    pub subscribers: u64,
+    /// Deltas the slowest subscriber has not received yet.
+    pub push_backlog: u64,
+    /// Revision of the last table update pushed.
+    pub push_revision: u64,
+    /// Activation records stored, when the store could count them.
+    pub activations_stored: Option<u64>,
 }
 
 fn gauge_value(n: u64) -> i64 {
@@ -167,37 +164,40 @@ impl ControlPlaneMetrics {
         }
     }
 
-    /// Counts one finished start (and its duration when it succeeded).
+    /// Counts one finished start by `outcome` and `source`, and times it when it succeeded
+    /// (`took` is given for successful starts only).
     pub fn cold_start_finished(
         &self,
-        result: Result<(), &ColdStartError>,
+        outcome: &'static str,
         source: &'static str,
-        took: Duration,
+        took: Option<Duration>,
     ) {
-        let outcome = outcome_label(&result);
         self.cold_starts
             .get_or_create(&ColdStartLabels { outcome, source })
             .inc();
-        if result.is_ok() {
+        if let Some(took) = took {
             self.cold_start_duration
                 .get_or_create(&SourceLabel { source })
                 .observe(took.as_secs_f64());
         }
     }
 
-    /// Refreshes the gauges from `plane` before every scrape (holds it weakly), and registers
-    /// the push hub's resync counter.
-    pub fn watch(&self, plane: &Arc<Plane>) {
+    /// Refreshes the gauges from `snapshot` before every scrape (`None`: leave them as they
+    /// are, e.g. while shutting down), and registers the push hub's resync counter.
+    pub fn watch(
+        &self,
+        resyncs: Counter,
+        snapshot: impl Fn() -> Option<StateSnapshot> + Send + Sync + 'static,
+    ) {
         self.registry.register(
             "whisk_controlplane_push_resyncs",
             "Subscribers that lagged past the push buffer and were sent a fresh snapshot.",
-            plane.hub.resyncs.clone(),
+            resyncs,
         );
-        let weak: Weak<Plane> = Arc::downgrade(plane);
         let gauges = self.gauges.clone();
         self.registry.on_scrape(move || {
-            if let Some(p) = weak.upgrade() {
-                gauges.refresh(&p);
+            if let Some(s) = snapshot() {
+                gauges.refresh(&s);
             }
         });
     }
@@ -210,44 +210,24 @@ impl Default for ControlPlaneMetrics {
 }
 
 impl StateGauges {
-    /// Sets every state gauge from `plane` (before a scrape).
-    fn refresh(&self, plane: &Plane) {
-        let mut by_state = [("starting", 0u64), ("stem", 0), ("ready", 0), ("marked", 0)];
-        let mut stems: std::collections::BTreeMap<String, u64> = plane
-            .config
-            .prewarm
-            .iter()
-            .map(|(k, _)| (k.clone(), 0))
-            .collect();
-        for c in plane.pool().all() {
-            let label = state_label(&c.state);
-            if let Some(slot) = by_state.iter_mut().find(|(l, _)| *l == label) {
-                slot.1 += 1;
-            }
-            if c.state == State::Stem {
-                *stems.entry(c.kind.clone()).or_default() += 1;
-            }
-        }
-        for (state, n) in by_state {
+    /// Sets every state gauge from `s` (before a scrape).
+    fn refresh(&self, s: &StateSnapshot) {
+        for state in STATES {
+            let n = s.containers.get(state).copied().unwrap_or(0);
             self.containers
                 .get_or_create(&StateLabel { state })
                 .set(gauge_value(n));
         }
-        for (kind, n) in stems {
+        for (kind, n) in &s.stem_cells {
             self.stem_cells
-                .get_or_create(&KindLabel { kind })
-                .set(gauge_value(n));
+                .get_or_create(&KindLabel { kind: kind.clone() })
+                .set(gauge_value(*n));
         }
-        self.subscribers
-            .set(gauge_value(plane.hub.subscriber_count() as u64));
-        self.push_backlog
-            .set(gauge_value(plane.hub.backlog() as u64));
-        self.push_revision.set(gauge_value(plane.hub.revision()));
-        match plane.store.activation_count() {
-            Ok(n) => {
-                self.activations_stored.set(gauge_value(n));
-            }
-            Err(e) => tracing::debug!(error = %e, "cannot count stored activations"),
+        self.subscribers.set(gauge_value(s.subscribers));
+        self.push_backlog.set(gauge_value(s.push_backlog));
+        self.push_revision.set(gauge_value(s.push_revision));
+        if let Some(n) = s.activations_stored {
+            self.activations_stored.set(gauge_value(n));
         }
     }
 }

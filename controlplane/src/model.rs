@@ -1,40 +1,14 @@
 //! OpenWhisk entities as the control plane stores them, and the JSON shapes the management API
 //! speaks. Kept free of any server framework so the store, the API and the push share one model.
+//! Activation records, their status codes and texts are OpenWhisk's shared vocabulary
+//! (`whisk-vocab`), not redefined here.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-/// A `{key, value}` pair as OpenWhisk stores parameters and annotations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeyValue {
-    pub key: String,
-    pub value: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init: Option<bool>,
-}
-
-impl KeyValue {
-    pub fn new(key: &str, value: Value) -> Self {
-        Self {
-            key: key.to_string(),
-            value,
-            init: None,
-        }
-    }
-}
-
-/// Look up a key in a `{key, value}` list.
-pub fn kv_get<'a>(list: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    list.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
-}
-
-/// Set (replace or append) a key in a `{key, value}` list.
-pub fn kv_set(list: &mut Vec<KeyValue>, key: &str, value: Value) {
-    match list.iter_mut().find(|kv| kv.key == key) {
-        Some(kv) => kv.value = value,
-        None => list.push(KeyValue::new(key, value)),
-    }
-}
+/// Parameters and annotations are OpenWhisk's `{key, value}` pairs, as the shared vocabulary
+/// defines them.
+pub use whisk_vocab::record::{KeyValue, kv_get, kv_set};
 
 /// What an action runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -270,63 +244,6 @@ pub fn bump_patch(version: &str) -> String {
     format!("{}.{}.{}", parts[0], parts[1], parts[2])
 }
 
-/// Convert a stored activation record into OpenWhisk's API form (`toExtendedJson`):
-/// `response.statusCode` becomes `status` + `success`; `end` dropped when 0.
-pub fn activation_extended(record: &Value) -> Value {
-    let mut out = record.clone();
-    if let Some(obj) = out.as_object_mut() {
-        if let Some(resp) = obj.get_mut("response").and_then(Value::as_object_mut) {
-            extend_response(resp);
-        }
-        if obj.get("end").and_then(Value::as_i64) == Some(0) {
-            obj.remove("end");
-        }
-    }
-    out
-}
-
-fn extend_response(resp: &mut Map<String, Value>) {
-    if let Some(code) = resp.remove("statusCode") {
-        let code = code.as_u64().unwrap_or(3);
-        let status = match code {
-            0 => "success",
-            1 => "application error",
-            2 => "action developer error",
-            _ => "whisk internal error",
-        };
-        resp.entry("status").or_insert_with(|| json!(status));
-        resp.entry("success").or_insert_with(|| json!(code == 0));
-    }
-}
-
-/// The summary of an activation as listings without `docs=true` show it.
-pub fn activation_summary(record: &Value) -> Value {
-    let mut out = Map::new();
-    if let Some(obj) = record.as_object() {
-        for key in [
-            "namespace",
-            "name",
-            "version",
-            "subject",
-            "activationId",
-            "start",
-            "end",
-            "duration",
-            "cause",
-            "annotations",
-            "publish",
-        ] {
-            if let Some(v) = obj.get(key) {
-                out.insert(key.to_string(), v.clone());
-            }
-        }
-        if let Some(code) = obj.get("response").and_then(|r| r.get("statusCode")) {
-            out.insert("statusCode".to_string(), code.clone());
-        }
-    }
-    Value::Object(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,15 +253,5 @@ mod tests {
         assert_eq!(bump_patch("0.0.1"), "0.0.2");
         assert_eq!(bump_patch("1.2.9"), "1.2.10");
         assert_eq!(bump_patch("garbage"), "0.0.1");
-    }
-
-    #[test]
-    fn extended_activation_drops_status_code() {
-        let r = json!({"response": {"statusCode": 2, "result": {"error": "x"}}, "end": 5});
-        let e = activation_extended(&r);
-        assert_eq!(
-            e["response"],
-            json!({"status": "action developer error", "success": false, "result": {"error": "x"}})
-        );
     }
 }

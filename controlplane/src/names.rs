@@ -2,26 +2,11 @@
 //! sequence resolution agree on what a valid name is.
 //!
 //! Entity names follow `\A([\w]|[\w][\w@ .&-]{0,254}[\w@.&-])\z` (compat §1), with `\w` = ASCII
-//! letters, digits and `_`.
+//! letters, digits and `_`; the rule itself is OpenWhisk's shared vocabulary (`whisk-vocab`).
+//! Kinds are the control plane's own.
 
-/// OpenWhisk's `EntityName.REGEX`, hand-written.
-pub fn is_valid_entity_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    let middle = |c: u8| word(c) || matches!(c, b'@' | b' ' | b'.' | b'&' | b'-');
-    let last = |c: u8| word(c) || matches!(c, b'@' | b'.' | b'&' | b'-');
-    match b.len() {
-        0 => false,
-        1 => word(b[0]),
-        n if n <= 256 => word(b[0]) && b[1..n - 1].iter().all(|&c| middle(c)) && last(b[n - 1]),
-        _ => false,
-    }
-}
-
-/// Namespaces follow the same rule.
-pub fn is_valid_namespace(name: &str) -> bool {
-    is_valid_entity_name(name)
-}
+/// OpenWhisk's `EntityName.REGEX` and the namespace rule, from the shared vocabulary.
+pub use whisk_vocab::names::{is_valid_entity_name, is_valid_namespace};
 
 /// Resolve `family:default` to the kind OpenWhisk's runtime manifest makes default, and reject
 /// kinds we do not know. Returns the canonical kind.

@@ -1,24 +1,22 @@
 //! The control plane's core: the store, the container pool, the execution backend and the push
 //! hub tied together. Every change to actions, identities, namespaces or containers goes through
 //! here so that it is persisted, reflected in the pool and pushed to every router exactly once.
-//! Cold starts live in `coldstart.rs`, garbage collection in `gc.rs`.
+//! This is the one `impl Plane`. Cold starts are driven from `coldstart.rs` through it; garbage
+//! collection decides in `gc.rs` and is applied here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
-use whisk_proto::controlplane::v1 as pb;
 
 use crate::backend::{Backend, BackendEvent, UnitSpec};
-use crate::coldstart::Inflight;
 use crate::config::Config;
-use crate::metrics::ControlPlaneMetrics;
+use crate::gc::{self, GcReport};
+use crate::metrics::{ControlPlaneMetrics, StateSnapshot};
 use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc};
-use crate::pool::{Container, Pool, State};
+use crate::pool::{Container, Pool, State, new_container_id};
 use crate::push::{Delta, PushHub};
+use crate::starts::StartGate;
 use crate::store::{Store, StoreError};
 
 /// OpenWhisk's well-known guest credentials (compat §3).
@@ -43,8 +41,8 @@ pub struct Plane {
     /// Prometheus metrics (served at `/metrics`).
     pub metrics: ControlPlaneMetrics,
     pool: Mutex<Pool>,
-    pub(crate) start_permits: Semaphore,
-    pub(crate) inflight: Mutex<HashMap<String, Inflight>>,
+    /// Cold starts in flight, and the bound on concurrent starts.
+    pub(crate) starts: StartGate,
     controlplane_url: OnceLock<String>,
 }
 
@@ -52,7 +50,7 @@ impl Plane {
     pub fn new(config: Config, store: Arc<dyn Store>, backend: Arc<dyn Backend>) -> Arc<Self> {
         let hub = PushHub::new(config.push_buffer);
         let pool = Pool::new(config.max_containers, config.max_memory_mb);
-        let permits = config.max_concurrent_starts.max(1);
+        let starts = StartGate::new(config.max_concurrent_starts);
         Arc::new(Self {
             config,
             store,
@@ -60,8 +58,7 @@ impl Plane {
             backend,
             metrics: ControlPlaneMetrics::new(),
             pool: Mutex::new(pool),
-            start_permits: Semaphore::new(permits),
-            inflight: Mutex::new(HashMap::new()),
+            starts,
             controlplane_url: OnceLock::new(),
         })
     }
@@ -95,10 +92,10 @@ impl Plane {
         }
         let mut d = Delta::default();
         for ns in self.store.list_namespaces()? {
-            d.upsert_namespace(namespace_pb(&ns));
+            d.upsert_namespace(&ns);
         }
         for id in self.store.list_identities()? {
-            d.upsert_identity(identity_pb(&id));
+            d.upsert_identity(&id);
         }
         let published: std::collections::HashSet<String> = self
             .store
@@ -112,7 +109,7 @@ impl Plane {
                 .package
                 .as_ref()
                 .is_some_and(|p| published.contains(&format!("{}/{}", a.namespace, p)));
-            d.upsert_action(action_pb(&a, public));
+            d.upsert_action(&a, public);
         }
         self.hub.publish(d);
         self.hub.flush();
@@ -129,7 +126,7 @@ impl Plane {
     /// An action was created or updated: push it and retire containers of older revisions.
     pub fn action_written(&self, doc: &ActionDoc) {
         let mut d = Delta::default();
-        d.upsert_action(action_pb(doc, self.is_public(doc)));
+        d.upsert_action(doc, self.is_public(doc));
         self.hub.publish(d);
         self.retire(&doc.fqn(), Some(doc.revision));
     }
@@ -149,7 +146,7 @@ impl Plane {
         let mut fqns = Vec::new();
         for a in self.store.list_actions(Some(&pkg.namespace))? {
             if a.package.as_deref() == Some(pkg.name.as_str()) {
-                d.upsert_action(action_pb(&a, pkg.publish && pkg.binding.is_none()));
+                d.upsert_action(&a, pkg.publish && pkg.binding.is_none());
                 fqns.push(a.fqn());
             }
         }
@@ -162,13 +159,13 @@ impl Plane {
 
     pub fn namespace_written(&self, ns: &NamespaceDoc) {
         let mut d = Delta::default();
-        d.upsert_namespace(namespace_pb(ns));
+        d.upsert_namespace(ns);
         self.hub.publish(d);
     }
 
     pub fn identity_written(&self, id: &IdentityDoc) {
         let mut d = Delta::default();
-        d.upsert_identity(identity_pb(id));
+        d.upsert_identity(id);
         self.hub.publish(d);
     }
 
@@ -211,7 +208,7 @@ impl Plane {
         self.pool().insert(c);
         if let Some(ep) = ep {
             let mut d = Delta::default();
-            d.upsert_endpoint(ep);
+            d.upsert_endpoint(&ep);
             self.hub.publish(d);
         }
     }
@@ -233,7 +230,7 @@ impl Plane {
         };
         if let Some(ep) = ep {
             let mut d = Delta::default();
-            d.upsert_endpoint(ep);
+            d.upsert_endpoint(&ep);
             self.hub.publish(d);
         }
     }
@@ -307,6 +304,57 @@ impl Plane {
         }))
     }
 
+    /// One pass of the garbage collector as of `now`: pushes the marks, removes what is swept.
+    pub fn gc_tick_at(self: &Arc<Self>, now: Instant) -> GcReport {
+        let (report, marked) = gc::pass(
+            &mut self.pool(),
+            now,
+            self.config.keep_alive,
+            self.config.sweep_grace,
+        );
+        let mut delta = Delta::default();
+        for ep in &marked {
+            delta.upsert_endpoint(ep);
+        }
+        self.hub.publish(delta);
+        self.metrics.gc_marks.inc_by(report.marked.len() as u64);
+        self.metrics.gc_sweeps.inc_by(report.swept.len() as u64);
+        for id in &report.swept {
+            self.remove_container(id, true);
+        }
+        if !report.swept.is_empty() {
+            self.refill_stems();
+        }
+        report
+    }
+
+    /// One garbage collection pass as of now.
+    pub fn gc_tick(self: &Arc<Self>) -> GcReport {
+        self.gc_tick_at(Instant::now())
+    }
+
+    /// Run the collector every `config.gc_interval` (if non-zero) until the plane is dropped.
+    pub(crate) fn spawn_gc_loop(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.config.gc_interval;
+        if every.is_zero() {
+            return None;
+        }
+        let weak: Weak<Plane> = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(plane) = weak.upgrade() else { return };
+                let report = plane.gc_tick();
+                if !report.marked.is_empty() || !report.swept.is_empty() {
+                    tracing::info!(marked = ?report.marked, swept = ?report.swept, "gc pass");
+                }
+                plane.refill_stems();
+            }
+        }))
+    }
+
     /// Start stem cells until every prewarm pool has its configured size (within capacity).
     pub fn refill_stems(self: &Arc<Self>) {
         for (kind, want) in self.config.prewarm.clone() {
@@ -346,7 +394,7 @@ impl Plane {
             env: Vec::new(),
         };
         let result = {
-            let _permit = self.start_permits.acquire().await;
+            let _permit = self.starts.permit().await;
             self.backend.start(spec).await
         };
         match result {
@@ -388,6 +436,36 @@ impl Plane {
             .collect()
     }
 
+    /// The live state the metrics gauges mirror (read before each scrape).
+    pub fn state_snapshot(&self) -> StateSnapshot {
+        let mut s = StateSnapshot {
+            stem_cells: self
+                .config
+                .prewarm
+                .iter()
+                .map(|(k, _)| (k.clone(), 0))
+                .collect(),
+            subscribers: self.hub.subscriber_count() as u64,
+            push_backlog: self.hub.backlog() as u64,
+            push_revision: self.hub.revision(),
+            ..Default::default()
+        };
+        for c in self.pool().all() {
+            *s.containers.entry(c.state.label()).or_default() += 1;
+            if c.state == State::Stem {
+                *s.stem_cells.entry(c.kind.clone()).or_default() += 1;
+            }
+        }
+        s.activations_stored = match self.store.activation_count() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot count stored activations");
+                None
+            }
+        };
+        s
+    }
+
     /// Stop every unit and close the store.
     pub async fn shutdown(&self) {
         let ids: Vec<String> = self.pool().all().map(|c| c.id.clone()).collect();
@@ -397,59 +475,5 @@ impl Plane {
         self.backend.shutdown().await;
         self.hub.close();
         self.store.close();
-    }
-}
-
-/// A fresh container id.
-pub fn new_container_id() -> String {
-    format!("wsk-{}", hex::encode(rand::random::<[u8; 6]>()))
-}
-
-pub fn namespace_pb(ns: &NamespaceDoc) -> pb::Namespace {
-    pb::Namespace {
-        name: ns.name.clone(),
-        limits: Some(pb::NamespaceLimits {
-            invocations_per_minute: ns.limits.invocations_per_minute,
-            concurrent_invocations: ns.limits.concurrent_invocations,
-            max_payload_bytes: ns.limits.max_payload_bytes,
-        }),
-    }
-}
-
-/// Only the SHA-256 of the key (the secret part of `uuid:key`) leaves the control plane.
-pub fn identity_pb(id: &IdentityDoc) -> pb::Identity {
-    pb::Identity {
-        uuid: id.uuid.clone(),
-        namespace: id.namespace.clone(),
-        subject: id.subject.clone(),
-        key_sha256: Sha256::digest(id.key.as_bytes()).to_vec(),
-    }
-}
-
-pub fn action_pb(a: &ActionDoc, public: bool) -> pb::Action {
-    pb::Action {
-        fqn: a.fqn(),
-        revision: a.revision,
-        version: a.version.clone(),
-        kind: a.exec.kind.clone(),
-        limits: Some(pb::ActionLimits {
-            timeout_ms: a.limits.timeout,
-            memory_mb: a.limits.memory,
-            logs_mb: a.limits.logs,
-            concurrency: a.limits.concurrency,
-        }),
-        annotations: a
-            .annotations
-            .iter()
-            .map(|kv| (kv.key.clone(), kv.value.to_string()))
-            .collect(),
-        components: a
-            .exec
-            .components
-            .iter()
-            .flatten()
-            .map(|c| c.trim_start_matches('/').to_string())
-            .collect(),
-        public,
     }
 }

@@ -1,11 +1,15 @@
 //! The containers the control plane owns: stem cells (started, no action yet), containers being
 //! started, and warm containers of one action revision. Pure bookkeeping (no I/O), so capacity
-//! decisions, eviction and GC marking are easy to reason about and test.
+//! decisions, eviction and GC marking are easy to reason about and test. What routers see of a
+//! container is an [`Endpoint`]; its wire form is made at the protobuf boundary.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use whisk_proto::controlplane::v1 as pb;
+/// A fresh container id.
+pub fn new_container_id() -> String {
+    format!("wsk-{}", hex::encode(rand::random::<[u8; 6]>()))
+}
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +25,37 @@ pub enum State {
     },
 }
 
+impl State {
+    /// The `state` label of the containers gauge.
+    pub fn label(&self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Stem => "stem",
+            State::Ready => "ready",
+            State::Marked { .. } => "marked",
+        }
+    }
+}
+
 /// The action revision a container serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assigned {
     pub fqn: String,
     pub revision: u64,
     pub capacity: u32,
+}
+
+/// What routers see of a container serving an action revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub container_id: String,
+    pub action_fqn: String,
+    pub action_revision: u64,
+    pub address: String,
+    /// Activations it takes at once.
+    pub capacity: u32,
+    /// Marked for removal: routers send it no new work.
+    pub marked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -42,20 +71,20 @@ pub struct Container {
 
 impl Container {
     /// The endpoint routers see, for containers with an action and an address.
-    pub fn endpoint(&self) -> Option<pb::Endpoint> {
+    pub fn endpoint(&self) -> Option<Endpoint> {
         let action = self.action.as_ref()?;
-        let state = match self.state {
-            State::Ready => pb::EndpointState::Ready,
-            State::Marked { .. } => pb::EndpointState::MarkedForRemoval,
+        let marked = match self.state {
+            State::Ready => false,
+            State::Marked { .. } => true,
             State::Starting | State::Stem => return None,
         };
-        Some(pb::Endpoint {
+        Some(Endpoint {
             container_id: self.id.clone(),
             action_fqn: action.fqn.clone(),
             action_revision: action.revision,
             address: self.address.clone()?,
             capacity: action.capacity,
-            state: state as i32,
+            marked,
         })
     }
 }

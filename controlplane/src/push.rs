@@ -12,7 +12,12 @@ use futures::Stream;
 use tokio::sync::{Notify, broadcast, watch};
 use whisk_proto::controlplane::v1 as pb;
 
-/// A set of changes. Later changes to the same key replace earlier ones.
+use crate::convert::{action_pb, endpoint_pb, identity_pb, namespace_pb};
+use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc};
+use crate::pool::Endpoint;
+
+/// A set of changes, taken in the control plane's model and kept in the routers' wire form (the
+/// conversion is `convert.rs`'s). Later changes to the same key replace earlier ones.
 #[derive(Debug, Default, Clone)]
 pub struct Delta {
     namespaces: BTreeMap<String, Option<pb::Namespace>>,
@@ -31,32 +36,37 @@ impl Delta {
             && self.actions.is_empty()
             && self.endpoints.is_empty()
     }
-    pub fn upsert_namespace(&mut self, ns: pb::Namespace) -> &mut Self {
-        self.namespaces.insert(ns.name.clone(), Some(ns));
+    pub fn upsert_namespace(&mut self, ns: &NamespaceDoc) -> &mut Self {
+        self.namespaces
+            .insert(ns.name.clone(), Some(namespace_pb(ns)));
         self
     }
     pub fn remove_namespace(&mut self, name: &str) -> &mut Self {
         self.namespaces.insert(name.to_string(), None);
         self
     }
-    pub fn upsert_identity(&mut self, id: pb::Identity) -> &mut Self {
-        self.identities.insert(id.uuid.clone(), Some(id));
+    /// Only the SHA-256 of the identity's key is pushed.
+    pub fn upsert_identity(&mut self, id: &IdentityDoc) -> &mut Self {
+        self.identities
+            .insert(id.uuid.clone(), Some(identity_pb(id)));
         self
     }
     pub fn remove_identity(&mut self, uuid: &str) -> &mut Self {
         self.identities.insert(uuid.to_string(), None);
         self
     }
-    pub fn upsert_action(&mut self, a: pb::Action) -> &mut Self {
-        self.actions.insert(a.fqn.clone(), Some(a));
+    /// `public`: the action is in a published package.
+    pub fn upsert_action(&mut self, a: &ActionDoc, public: bool) -> &mut Self {
+        self.actions.insert(a.fqn(), Some(action_pb(a, public)));
         self
     }
     pub fn remove_action(&mut self, fqn: &str) -> &mut Self {
         self.actions.insert(fqn.to_string(), None);
         self
     }
-    pub fn upsert_endpoint(&mut self, e: pb::Endpoint) -> &mut Self {
-        self.endpoints.insert(e.container_id.clone(), Some(e));
+    pub fn upsert_endpoint(&mut self, e: &Endpoint) -> &mut Self {
+        self.endpoints
+            .insert(e.container_id.clone(), Some(endpoint_pb(e)));
         self
     }
     pub fn remove_endpoint(&mut self, container_id: &str) -> &mut Self {
@@ -346,10 +356,14 @@ mod tests {
     use super::*;
     use futures::StreamExt;
 
-    fn ep(id: &str) -> pb::Endpoint {
-        pb::Endpoint {
+    fn ep(id: &str) -> Endpoint {
+        Endpoint {
             container_id: id.into(),
-            ..Default::default()
+            action_fqn: String::new(),
+            action_revision: 0,
+            address: String::new(),
+            capacity: 0,
+            marked: false,
         }
     }
 
@@ -358,7 +372,7 @@ mod tests {
         let hub = PushHub::new(16);
         hub.publish({
             let mut d = Delta::default();
-            d.upsert_endpoint(ep("a"));
+            d.upsert_endpoint(&ep("a"));
             d
         });
         hub.flush();
@@ -369,7 +383,7 @@ mod tests {
         assert_eq!(snap.endpoints_upsert.len(), 1);
         for i in 0..3 {
             let mut d = Delta::default();
-            d.upsert_endpoint(ep(&format!("b{i}")));
+            d.upsert_endpoint(&ep(&format!("b{i}")));
             hub.publish(d);
             hub.flush();
         }
@@ -386,11 +400,11 @@ mod tests {
         let mut s = Box::pin(hub.subscribe());
         assert!(s.next().await.unwrap().snapshot);
         let mut d = Delta::default();
-        d.upsert_endpoint(ep("x"));
+        d.upsert_endpoint(&ep("x"));
         hub.publish(d);
         let mut d = Delta::default();
         d.remove_endpoint("x");
-        d.upsert_endpoint(ep("y"));
+        d.upsert_endpoint(&ep("y"));
         hub.publish(d);
         hub.flush();
         let u = s.next().await.unwrap();
@@ -414,7 +428,7 @@ mod tests {
         assert_eq!(first.next().await.unwrap().routers, Some(1));
         // An ordinary change says nothing about routers.
         let mut d = Delta::default();
-        d.upsert_endpoint(ep("e"));
+        d.upsert_endpoint(&ep("e"));
         hub.publish(d);
         hub.flush();
         assert_eq!(first.next().await.unwrap().routers, None);
@@ -427,7 +441,7 @@ mod tests {
         assert!(s.next().await.unwrap().snapshot);
         for i in 0..10 {
             let mut d = Delta::default();
-            d.upsert_endpoint(ep(&format!("e{i}")));
+            d.upsert_endpoint(&ep(&format!("e{i}")));
             hub.publish(d);
             hub.flush();
         }

@@ -20,9 +20,7 @@ use whisk_stack::child::{Child, spawn_announcing};
 use whisk_stack::envoy::{self, Envoy, EnvoySpec, RouterLink};
 
 use crate::config::{Config, parse_prewarm};
-
-/// OpenWhisk's well-known guest key, created on first start.
-pub const GUEST_AUTH: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
+use crate::plane::{GUEST_KEY, GUEST_UUID};
 
 /// How Envoy reaches the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,11 +158,13 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     let _ = std::fs::write(data.join("admin-url"), &admin_url);
     println!("WHISK_UP_READY apihost={apihost} admin={admin_url}");
     println!();
+    // OpenWhisk's well-known guest key, created on first start.
+    let guest_auth = format!("{GUEST_UUID}:{GUEST_KEY}");
     println!("  OpenWhisk API   {apihost}");
-    println!("  guest key       {GUEST_AUTH}");
+    println!("  guest key       {guest_auth}");
     println!("  data and logs   {}", data.display());
     println!();
-    println!("  try:  curl -u {GUEST_AUTH} {apihost}/api/v1/namespaces/_/actions");
+    println!("  try:  curl -u {guest_auth} {apihost}/api/v1/namespaces/_/actions");
     println!("  Ctrl-C stops everything.");
 
     let mut parts = Parts {

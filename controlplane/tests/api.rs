@@ -594,7 +594,9 @@ async fn sequences() {
     );
 
     // Sequences are never cold-started.
-    let err = cp.plane().cold_start("guest/s", None).await.unwrap_err();
+    let err = whisk_controlplane::coldstart::cold_start(cp.plane(), "guest/s", None)
+        .await
+        .unwrap_err();
     assert!(matches!(
         err,
         whisk_controlplane::ColdStartError::UnknownAction(_)
@@ -712,6 +714,78 @@ async fn activations_from_report_activation() {
         &guest.get("/api/v1/namespaces/alice/activations").await,
         403,
         "The supplied authentication is not authorized to access 'alice'.",
+    );
+    cp.shutdown().await;
+}
+
+/// The preamble every handler shares (caller, namespace name, `_`, ownership), in one order:
+/// 401 before 400 before 403, and 403 naming what was asked for.
+#[tokio::test]
+async fn the_handler_preamble_answers_in_one_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let anon = Api::new(&cp, None);
+    let guest = Api::new(&cp, Some("guest"));
+    const ILLEGAL: &str = "The namespace contains illegal characters.";
+
+    assert_error(
+        &anon.get("/api/v1/namespaces/%20a/actions").await,
+        401,
+        "The supplied authentication is invalid",
+    );
+    for path in [
+        "/api/v1/namespaces/%20a/actions",
+        "/api/v1/namespaces/%20a/actions/x",
+        "/api/v1/namespaces/%20a/packages",
+        "/api/v1/namespaces/%20a/packages/p",
+        "/api/v1/namespaces/%20a/activations",
+        "/api/v1/namespaces/%20a/limits",
+    ] {
+        assert_error(&guest.get(path).await, 400, ILLEGAL);
+    }
+    for path in [
+        "/api/v1/namespaces/alice/activations",
+        "/api/v1/namespaces/alice/limits",
+    ] {
+        assert_error(
+            &guest.get(path).await,
+            403,
+            "The supplied authentication is not authorized to access 'alice'.",
+        );
+    }
+    assert_error(
+        &guest
+            .get(&format!(
+                "/api/v1/namespaces/alice/activations/{}",
+                "a".repeat(32)
+            ))
+            .await,
+        403,
+        "The supplied authentication is not authorized to access 'alice'.",
+    );
+    // Ownership is checked before the reserved package name.
+    assert_error(
+        &guest
+            .put("/api/v1/namespaces/alice/packages/default", json!({}))
+            .await,
+        403,
+        "The supplied authentication is not authorized to access 'alice/default'.",
+    );
+    assert_error(
+        &guest.delete("/api/v1/namespaces/alice/actions/p/a").await,
+        403,
+        "The supplied authentication is not authorized to access 'alice/p/a'.",
+    );
+    // Anyone may list another namespace's (published) packages; `_` is the caller's own.
+    assert_eq!(
+        guest.get("/api/v1/namespaces/alice/packages").await,
+        (200, json!([]))
+    );
+    assert_eq!(
+        guest
+            .get("/api/v1/namespaces/_/activations?count=true")
+            .await,
+        (200, json!({ "activations": 0 }))
     );
     cp.shutdown().await;
 }

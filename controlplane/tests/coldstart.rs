@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use serde_json::json;
@@ -45,12 +45,7 @@ fn error(o: Outcome) -> pb::ColdStartError {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use whisk_vocab::now_ms;
 
 fn stems(cp: &whisk_controlplane::ControlPlaneHandle) -> usize {
     cp.plane()

@@ -46,12 +46,7 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use whisk_vocab::now_ms;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodejs_action_from_stem_cell_end_to_end() {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sha2::{Digest, Sha256};
+use whisk_controlplane::pool::Endpoint;
 use whisk_controlplane::push::Delta;
 use whisk_proto::controlplane::v1 as pb;
 
@@ -101,10 +102,13 @@ async fn slow_subscriber_gets_a_fresh_snapshot() {
     let bulky = "x".repeat(1000);
     for i in 0..3000 {
         let mut d = Delta::default();
-        d.upsert_endpoint(pb::Endpoint {
+        d.upsert_endpoint(&Endpoint {
             container_id: format!("e{i}"),
             action_fqn: bulky.clone(),
-            ..Default::default()
+            action_revision: 0,
+            address: String::new(),
+            capacity: 0,
+            marked: false,
         });
         hub.publish(d);
         hub.flush();
@@ -247,7 +251,9 @@ async fn activity_keeps_containers_and_package_updates_retire_them() {
         .put("/api/v1/namespaces/_/actions/p/a", nodejs_action("x"))
         .await;
     let plane = cp.plane().clone();
-    let ep = plane.cold_start("guest/p/a", None).await.unwrap();
+    let ep = whisk_controlplane::coldstart::cold_start(&plane, "guest/p/a", None)
+        .await
+        .unwrap();
     let t0 = Instant::now();
 
     // An activation reported by the container counts as activity.

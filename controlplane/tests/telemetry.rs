@@ -261,7 +261,9 @@ async fn gc_marks_unmarks_and_sweeps_are_counted() {
         .put("/api/v1/namespaces/_/actions/hello", nodejs_action("x"))
         .await;
     assert_eq!(status, 200);
-    let ep = cp.plane().cold_start("guest/hello", None).await.unwrap();
+    let ep = whisk_controlplane::coldstart::cold_start(cp.plane(), "guest/hello", None)
+        .await
+        .unwrap();
     let plane = cp.plane().clone();
     let t0 = Instant::now();
     assert_eq!(

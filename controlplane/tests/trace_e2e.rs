@@ -8,8 +8,8 @@ use whisk_stack::child::spawn_announcing;
 use whisk_telemetry::testing::OtlpReceiver;
 
 const GUEST: (&str, &str) = (
-    "23bc46b1-71f6-4ed5-8c54-816aa4f8c502",
-    "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP",
+    whisk_controlplane::plane::GUEST_UUID,
+    whisk_controlplane::plane::GUEST_KEY,
 );
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 

@@ -183,41 +183,12 @@ impl ActivationRecord {
 
     /// The API form (`toExtendedJson`): no `statusCode`, no `end` when it is 0.
     pub fn to_api_json(&self) -> Value {
-        let mut v = self.to_stored_json();
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("response".into(), self.response.to_api_json());
-            if self.end == 0 {
-                obj.remove("end");
-            }
-        }
-        v
+        api_json_of(&self.to_stored_json())
     }
 
     /// The summary a listing without `docs=true` shows.
     pub fn to_summary_json(&self) -> Value {
-        let stored = self.to_stored_json();
-        let mut out = Map::new();
-        if let Some(obj) = stored.as_object() {
-            for key in [
-                "namespace",
-                "name",
-                "version",
-                "subject",
-                "activationId",
-                "start",
-                "end",
-                "duration",
-                "cause",
-                "annotations",
-                "publish",
-            ] {
-                if let Some(v) = obj.get(key) {
-                    out.insert(key.to_string(), v.clone());
-                }
-            }
-        }
-        out.insert("statusCode".into(), json!(self.response.status.code()));
-        Value::Object(out)
+        summary_json_of(&self.to_stored_json())
     }
 
     /// What OpenWhisk answers a blocking invoke with once this activation finished: the HTTP
@@ -231,6 +202,61 @@ impl ActivationRecord {
             (status, self.to_api_json())
         }
     }
+}
+
+/// The fields of a record a listing's summary keeps.
+const SUMMARY_FIELDS: [&str; 11] = [
+    "namespace",
+    "name",
+    "version",
+    "subject",
+    "activationId",
+    "start",
+    "end",
+    "duration",
+    "cause",
+    "annotations",
+    "publish",
+];
+
+/// The API form (`toExtendedJson`) of a record kept as JSON in its stored form, as it was
+/// reported: `response.statusCode` becomes OpenWhisk's `status` words and `success` (unless the
+/// record already has them), `end` is dropped when it is 0, everything else is kept as it is.
+pub fn api_json_of(stored: &Value) -> Value {
+    let mut out = stored.clone();
+    if let Some(obj) = out.as_object_mut() {
+        if let Some(resp) = obj.get_mut("response").and_then(Value::as_object_mut)
+            && let Some(code) = resp.remove("statusCode")
+        {
+            let status = code
+                .as_u64()
+                .map_or(ActivationStatus::WhiskError, ActivationStatus::from_code);
+            resp.entry("status").or_insert_with(|| json!(status.text()));
+            resp.entry("success")
+                .or_insert_with(|| json!(status.is_success()));
+        }
+        if obj.get("end").and_then(Value::as_i64) == Some(0) {
+            obj.remove("end");
+        }
+    }
+    out
+}
+
+/// The summary a listing without `docs=true` shows, of a record kept as JSON in its stored form:
+/// the identifying fields and `statusCode`, no response and no logs.
+pub fn summary_json_of(stored: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(obj) = stored.as_object() {
+        for key in SUMMARY_FIELDS {
+            if let Some(v) = obj.get(key) {
+                out.insert(key.to_string(), v.clone());
+            }
+        }
+        if let Some(code) = obj.get("response").and_then(|r| r.get("statusCode")) {
+            out.insert("statusCode".to_string(), code.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]
@@ -291,6 +317,30 @@ mod tests {
         assert_eq!(r.response.status, ActivationStatus::DeveloperError);
         let bad = json!({"namespace": "n", "name": "a", "activationId": "b", "response": {}});
         assert!(serde_json::from_value::<ActivationRecord>(bad).is_err());
+    }
+
+    #[test]
+    fn forms_of_a_record_kept_as_json() {
+        let stored = json!({"response": {"statusCode": 2, "result": {"error": "x"}}, "end": 0,
+            "name": "a", "logs": ["l"], "extra": 1});
+        let api = api_json_of(&stored);
+        assert_eq!(
+            api["response"],
+            json!({"status": "action developer error", "success": false, "result": {"error": "x"}})
+        );
+        assert!(api.get("end").is_none());
+        assert_eq!(api["extra"], 1, "unknown fields are kept");
+        let kept = json!({"response": {"status": "success", "result": {}}});
+        assert_eq!(
+            api_json_of(&kept),
+            kept,
+            "a record without a code is left alone"
+        );
+        assert_eq!(
+            summary_json_of(&stored),
+            json!({"name": "a", "end": 0, "statusCode": 2})
+        );
+        assert_eq!(summary_json_of(&json!("not a record")), json!({}));
     }
 
     #[test]

@@ -378,17 +378,7 @@ impl Reply {
     }
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-pub fn new_activation_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use whisk_vocab::{new_activation_id, now_ms};
 
 /// The Contract 2 headers of one invoke.
 #[derive(Clone)]

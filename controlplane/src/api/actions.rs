@@ -2,15 +2,15 @@
 //! including actions in packages and sequences, with OpenWhisk's checks and texts.
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, AppState, Caller, QueryMap, check_name, check_namespace, from_value, ok,
-    parse_object, query_bool, readable_action, readable_package, resolve_binding, skip_limit,
+    ApiError, ApiQuery, AppState, Caller, Namespace, OwnNamespace, QueryMap, check_name,
+    check_namespace, from_value, ok, parse_object, query_bool, readable_action, readable_package,
+    resolve_binding, skip_limit,
 };
 use crate::model::{ActionDoc, ActionLimits, Exec, KeyValue, bump_patch, entity_fqn, kv_set};
 use crate::names;
@@ -78,11 +78,6 @@ fn parse_path(path: &str) -> Result<Target, ApiError> {
         }
         _ => Err(ApiError::not_found()),
     }
-}
-
-fn query(q: Result<Query<QueryMap>, QueryRejection>) -> Result<QueryMap, ApiError> {
-    q.map(|Query(m)| m)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 // ---- limits ----------------------------------------------------------------------------
@@ -305,19 +300,12 @@ fn build_exec(
 /// `GET .../actions`: the namespace's actions (not those in packages), newest first.
 pub async fn list_root(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path(ns): Path<String>,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    OwnNamespace(ns): OwnNamespace,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
-    let ns = caller.resolve(&ns);
-    if ns != caller.namespace {
-        return Err(ApiError::forbidden(&ns));
-    }
-    let q = query(q)?;
     let actions: Vec<ActionDoc> = plane
         .store
-        .list_actions(Some(&ns))?
+        .list_actions(Some(&ns.name))?
         .into_iter()
         .filter(|a| a.package.is_none())
         .collect();
@@ -342,13 +330,10 @@ fn list_response(mut actions: Vec<ActionDoc>, q: &QueryMap) -> Result<Response, 
 /// `GET .../actions/{name}`, `.../actions/{pkg}/{name}`, `.../actions/{pkg}/`.
 pub async fn get_any(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path((ns, path)): Path<(String, String)>,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    Namespace { caller, name: ns }: Namespace,
+    Path((_, path)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
-    let ns = caller.resolve(&ns);
-    let q = query(q)?;
     match parse_path(&path)? {
         Target::PackageList { pkg } => {
             let package = readable_package(&plane, &caller, &ns, &pkg)?;
@@ -394,21 +379,17 @@ pub async fn get_any(
 /// `PUT .../actions/[pkg/]{name}[?overwrite=true]`.
 pub async fn put(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path((ns, path)): Path<(String, String)>,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    scope: Namespace,
+    Path((_, path)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
-    let ns = caller.resolve(&ns);
-    let q = query(q)?;
     let Target::Action { pkg, name } = parse_path(&path)? else {
         return Err(ApiError::not_found());
     };
-    let fqn = entity_fqn(&ns, pkg.as_deref(), &name);
-    if ns != caller.namespace {
-        return Err(ApiError::forbidden(&fqn));
-    }
+    let fqn = entity_fqn(&scope.name, pkg.as_deref(), &name);
+    scope.require_own(&fqn)?;
+    let Namespace { caller, name: ns } = scope;
     let content: ActionPut = from_value(parse_object(&body)?)?;
     if let Some(p) = &pkg {
         match plane.store.get_package(&format!("{ns}/{p}"))? {
@@ -499,18 +480,14 @@ fn sequence_parameters(exec: &Exec) -> Vec<KeyValue> {
 /// `DELETE .../actions/[pkg/]{name}`: returns the deleted action.
 pub async fn delete(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path((ns, path)): Path<(String, String)>,
+    ns: Namespace,
+    Path((_, path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
-    let ns = caller.resolve(&ns);
     let Target::Action { pkg, name } = parse_path(&path)? else {
         return Err(ApiError::not_found());
     };
-    let fqn = entity_fqn(&ns, pkg.as_deref(), &name);
-    if ns != caller.namespace {
-        return Err(ApiError::forbidden(&fqn));
-    }
+    let fqn = entity_fqn(&ns.name, pkg.as_deref(), &name);
+    ns.require_own(&fqn)?;
     let old = plane
         .store
         .delete_action(&fqn)?

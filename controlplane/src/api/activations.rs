@@ -1,27 +1,15 @@
 //! `/api/v1/namespaces/{ns}/activations[/{id}[/result|/logs]]`: the records container proxies
 //! hand in through `ReportActivation`, in OpenWhisk's API form.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Caller, QueryMap, check_namespace, ok, query_bool, skip_limit};
-use crate::model::{activation_extended, activation_summary};
+use whisk_vocab::record::{api_json_of, summary_json_of};
 
-fn query(q: Result<Query<QueryMap>, QueryRejection>) -> Result<QueryMap, ApiError> {
-    q.map(|Query(m)| m)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
-
-fn owner_ns(caller: &Caller, ns: &str) -> Result<String, ApiError> {
-    check_namespace(ns)?;
-    let ns = caller.resolve(ns);
-    if ns != caller.namespace {
-        return Err(ApiError::forbidden(&ns));
-    }
-    Ok(ns)
-}
+use super::{
+    ApiError, ApiQuery, AppState, Namespace, OwnNamespace, QueryMap, ok, query_bool, skip_limit,
+};
 
 /// OpenWhisk's `ActivationId.parse` checks and texts.
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -54,12 +42,9 @@ fn epoch(q: &QueryMap, key: &str) -> Result<Option<i64>, ApiError> {
 /// `GET .../activations?name=&skip=&limit=&docs=&since=&upto=&count=`, newest first.
 pub async fn list(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path(ns): Path<String>,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    OwnNamespace(Namespace { name: ns, .. }): OwnNamespace,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Response, ApiError> {
-    let ns = owner_ns(&caller, &ns)?;
-    let q = query(q)?;
     let (skip, limit) = skip_limit(&q, "activations")?;
     let docs = query_bool(&q, "docs");
     let count = query_bool(&q, "count");
@@ -99,9 +84,9 @@ pub async fn list(
         .iter()
         .map(|r| {
             if docs {
-                activation_extended(r)
+                api_json_of(r)
             } else {
-                activation_summary(r)
+                summary_json_of(r)
             }
         })
         .collect();
@@ -119,33 +104,32 @@ fn path_of(r: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-fn load(plane: &AppState, caller: &Caller, ns: &str, id: &str) -> Result<Value, ApiError> {
-    let ns = owner_ns(caller, ns)?;
+fn load(plane: &AppState, ns: &str, id: &str) -> Result<Value, ApiError> {
     check_id(id)?;
     plane
         .store
-        .get_activation(&ns, id)?
+        .get_activation(ns, id)?
         .ok_or_else(ApiError::not_found)
 }
 
 /// `GET .../activations/{id}`: the extended record.
 pub async fn get(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path((ns, id)): Path<(String, String)>,
+    OwnNamespace(ns): OwnNamespace,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let r = load(&plane, &caller, &ns, &id)?;
-    Ok(ok(activation_extended(&r)))
+    let r = load(&plane, &ns.name, &id)?;
+    Ok(ok(api_json_of(&r)))
 }
 
 /// `GET .../activations/{id}/result` and `.../logs`.
 pub async fn get_part(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path((ns, id, part)): Path<(String, String, String)>,
+    OwnNamespace(ns): OwnNamespace,
+    Path((_, id, part)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let r = load(&plane, &caller, &ns, &id)?;
-    let ext = activation_extended(&r);
+    let r = load(&plane, &ns.name, &id)?;
+    let ext = api_json_of(&r);
     match part.as_str() {
         "result" => Ok(ok(ext.get("response").cloned().unwrap_or(json!({})))),
         "logs" => Ok(ok(

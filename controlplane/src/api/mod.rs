@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod activations;
 pub mod errors;
+pub mod extract;
 pub mod namespaces;
 pub mod packages;
 
@@ -13,8 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,56 +25,10 @@ use crate::model::{ActionDoc, PackageDoc};
 use crate::names;
 use crate::plane::Plane;
 pub use errors::ApiError;
+pub use extract::{ApiQuery, Caller, Namespace, OwnNamespace};
 
 /// Shared state of the handlers.
 pub type AppState = Arc<Plane>;
-
-/// The authenticated caller, from the ext_authz headers.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub namespace: String,
-    pub uuid: String,
-    pub subject: String,
-}
-
-impl Caller {
-    /// `_` means the caller's namespace.
-    pub fn resolve(&self, ns: &str) -> String {
-        if ns == "_" {
-            self.namespace.clone()
-        } else {
-            ns.to_string()
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let h = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        match (
-            h("x-whisk-auth-namespace"),
-            h("x-whisk-auth-uuid"),
-            h("x-whisk-auth-subject"),
-        ) {
-            (Some(namespace), Some(uuid), Some(subject)) => Ok(Caller {
-                namespace,
-                uuid,
-                subject,
-            }),
-            _ => Err(ApiError::unauthorized()),
-        }
-    }
-}
 
 /// The transaction id of a request.
 #[derive(Debug, Clone)]
@@ -261,8 +215,9 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The `updated` stamp of a write: OpenWhisk's epoch milliseconds, as the store keeps them.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    i64::try_from(whisk_vocab::now_ms()).unwrap_or(i64::MAX)
 }
 
 /// A package as a caller may read it: owned, or published.

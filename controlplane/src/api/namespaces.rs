@@ -1,11 +1,11 @@
 //! `GET /api/v1` (unauthenticated info), `GET /api/v1/namespaces` and the effective limits of the
 //! caller's namespace.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::json;
 
-use super::{ApiError, AppState, Caller, check_namespace, ok};
+use super::{ApiError, AppState, Caller, OwnNamespace, ok};
 
 /// `GET /api/v1`.
 pub async fn info() -> Response {
@@ -27,17 +27,11 @@ pub async fn list(caller: Caller) -> Response {
 /// `GET /api/v1/namespaces/{ns}/limits`: effective values (system defaults filled in).
 pub async fn limits(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path(ns): Path<String>,
+    OwnNamespace(ns): OwnNamespace,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
-    let ns = caller.resolve(&ns);
-    if ns != caller.namespace {
-        return Err(ApiError::forbidden(&ns));
-    }
     let limits = plane
         .store
-        .get_namespace(&ns)?
+        .get_namespace(&ns.name)?
         .map(|d| d.limits)
         .unwrap_or_default();
     let max_conc = plane.config.max_action_concurrency.max(1);

@@ -1,14 +1,13 @@
 //! `/api/v1/namespaces/{ns}/packages[/{name}]`: packages and package bindings.
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, AppState, Caller, QueryMap, check_name, check_namespace, from_value, ok,
+    ApiError, ApiQuery, AppState, Namespace, check_name, check_namespace, from_value, ok,
     parse_object, query_bool, readable_package, resolve_binding, skip_limit,
 };
 use crate::model::{ActionDoc, BindingRef, KeyValue, PackageDoc, bump_patch, kv_set};
@@ -28,27 +27,18 @@ struct PackagePut {
     version: Option<String>,
 }
 
-fn query(q: Result<Query<QueryMap>, QueryRejection>) -> Result<QueryMap, ApiError> {
-    q.map(|Query(m)| m)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
-
 /// `GET .../packages`: the owner sees all, others only published packages.
 pub async fn list(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path(ns): Path<String>,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    ns: Namespace,
+    ApiQuery(q): ApiQuery,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
-    let ns = caller.resolve(&ns);
-    let q = query(q)?;
     let (skip, limit) = skip_limit(&q, "packages")?;
     let mut pkgs: Vec<PackageDoc> = plane
         .store
-        .list_packages(Some(&ns))?
+        .list_packages(Some(&ns.name))?
         .into_iter()
-        .filter(|p| ns == caller.namespace || p.publish)
+        .filter(|p| ns.is_own() || p.publish)
         .collect();
     if query_bool(&q, "count") {
         return Ok(ok(json!({ "packages": pkgs.len() })));
@@ -66,12 +56,10 @@ pub async fn list(
 /// `GET .../packages/{name}`: a binding shows its target's actions and merged parameters.
 pub async fn get(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path((ns, name)): Path<(String, String)>,
+    Namespace { caller, name: ns }: Namespace,
+    Path((_, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
     check_name(&name)?;
-    let ns = caller.resolve(&ns);
     let pkg = readable_package(&plane, &caller, &ns, &name)?;
     let (target, binding) = resolve_binding(&plane, &caller, pkg.clone())?;
     let mut params = target.parameters.clone();
@@ -97,22 +85,19 @@ pub async fn get(
 /// `PUT .../packages/{name}[?overwrite=true]`.
 pub async fn put(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path((ns, name)): Path<(String, String)>,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    scope: Namespace,
+    Path((_, name)): Path<(String, String)>,
+    q: Result<ApiQuery, ApiError>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
     check_name(&name)?;
-    let ns = caller.resolve(&ns);
-    let fqn = format!("{ns}/{name}");
-    if ns != caller.namespace {
-        return Err(ApiError::forbidden(&fqn));
-    }
+    let fqn = format!("{}/{name}", scope.name);
+    scope.require_own(&fqn)?;
+    let Namespace { caller, name: ns } = scope;
     if name == "default" {
         return Err(ApiError::bad_request("Package name 'default' is reserved."));
     }
-    let q = query(q)?;
+    let ApiQuery(q) = q?;
     let content: PackagePut = from_value(parse_object(&body)?)?;
     // `"binding": {}` means no binding.
     let binding = match content.binding {
@@ -191,16 +176,13 @@ pub async fn put(
 /// `DELETE .../packages/{name}`: refused while the package still holds actions.
 pub async fn delete(
     State(plane): State<AppState>,
-    caller: Caller,
-    Path((ns, name)): Path<(String, String)>,
+    scope: Namespace,
+    Path((_, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    check_namespace(&ns)?;
     check_name(&name)?;
-    let ns = caller.resolve(&ns);
-    let fqn = format!("{ns}/{name}");
-    if ns != caller.namespace {
-        return Err(ApiError::forbidden(&fqn));
-    }
+    let fqn = format!("{}/{name}", scope.name);
+    scope.require_own(&fqn)?;
+    let ns = scope.name;
     let pkg = plane
         .store
         .get_package(&fqn)?
