@@ -32,6 +32,9 @@ pub const HOLD_GRACE: Duration = Duration::from_secs(1);
 /// How long the router waits for a replayed request's container beyond the caller's deadline
 /// (the container proxy answers 202 at the deadline itself).
 pub const REPLAY_GRACE: Duration = Duration::from_secs(5);
+/// How long past an action's time limit the router keeps the slots of an activation whose caller
+/// stopped waiting (the proxy may queue it before it runs).
+pub const END_GRACE: Duration = Duration::from_secs(10);
 /// What the router allows itself past an action's time limit when it runs an activation itself.
 pub const RUN_GRACE: Duration = Duration::from_secs(60);
 

@@ -7,10 +7,12 @@
 //!   request moves elsewhere ([`Outcome::Replay`]) or the 429 goes on ([`Outcome::Refused`]);
 //! - a 502–504 that does not carry the container's activation id is Envoy's own: the container
 //!   never answered, so it is taken out of rotation and reported ([`Outcome::Unreachable`]);
+//! - a container's 202 to a blocking invoke means its wait expired while the activation runs on:
+//!   the slots stay held until it ends ([`Outcome::StillRunning`]);
 //! - a cacheable answer is stored ([`Outcome::Store`], [`super::cache`] decides);
 //! - anything else just ends the request ([`Outcome::Done`]).
 //!
-//! Every outcome but `Replay` consumes the admission, so both the container slot and the
+//! Every outcome but `Replay` and `StillRunning` consumes the admission, so both the container slot and the
 //! namespace's concurrency are released as soon as it is returned.
 
 use std::time::Duration;
@@ -42,6 +44,9 @@ pub enum Outcome {
     Refused,
     /// The container refused (429) and the router has the request: send it elsewhere.
     Replay(Admission),
+    /// The caller stopped waiting but the activation still runs (a container's 202 to a blocking
+    /// invoke: its wait expired): the slots stay held until it ends.
+    StillRunning(Admission),
     /// Store the answer's result under `key` for `ttl` (`result_only`: the body is the result,
     /// not a record).
     Store {
@@ -67,6 +72,9 @@ impl Router {
                 Refusal::Replay => Outcome::Replay(admission),
                 Refusal::PassOn => Outcome::Refused,
             };
+        }
+        if head.status == 202 && head.from_container && admission.invocation.blocking {
+            return Outcome::StillRunning(admission);
         }
         if (502..=504).contains(&head.status) && !head.from_container {
             admission.slot.unreachable(

@@ -53,6 +53,24 @@ pub enum CallError {
 }
 
 impl ProxyClient {
+    /// Waits up to `bound` for activation `id` to end on the proxy at `address`
+    /// (`GET /_whisk/activations/{id}/end`). True once it ended — or once nothing more can be
+    /// learnt (the proxy is gone, or does not know the endpoint) — false if it still runs.
+    pub async fn await_end(&self, address: &str, id: &str, bound: Duration) -> bool {
+        let uri = format!(
+            "http://{address}/_whisk/activations/{id}/end?wait_ms={}",
+            bound.as_millis()
+        );
+        let Ok(req) = hyper::Request::get(uri).body(Full::new(Bytes::new())) else {
+            return true;
+        };
+        match tokio::time::timeout(bound + Duration::from_secs(1), self.client.request(req)).await {
+            Ok(Ok(resp)) => resp.status() != hyper::StatusCode::ACCEPTED,
+            Ok(Err(_)) => true,
+            Err(_) => false,
+        }
+    }
+
     /// POSTs one invoke of `inv` with the context headers to the proxy at `address`.
     pub async fn call(
         &self,

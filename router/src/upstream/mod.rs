@@ -4,13 +4,15 @@
 //!
 //! [`client`] speaks HTTP to one proxy; [`invoke`] calls until a container answers, moving the
 //! activation on when one refuses, and replays a refused forwarded invoke; [`background`] runs
-//! what the client does not wait for; [`sequence`] runs sequences; [`context`] is the one list
+//! what the client does not wait for; [`lifetime`] keeps an abandoned activation's slots until
+//! it ends; [`sequence`] runs sequences; [`context`] is the one list
 //! of context headers every invoke carries, forwarded by Envoy or sent from here.
 
 pub mod background;
 pub mod client;
 pub mod context;
 pub mod invoke;
+pub mod lifetime;
 pub mod sequence;
 
 /// What the router holds of a request to send it (again) itself: who asked, under which

@@ -144,6 +144,16 @@ struct Behaviour {
     action: Option<fn(serde_json::Value) -> serde_json::Value>,
     /// Send this `Cache-Control`.
     cache_control: Option<String>,
+    /// The activations running here (by id), for `GET /_whisk/activations/{id}/end`.
+    running: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Marks an activation ended (for `/_whisk/activations/{id}/end`) when dropped.
+struct RunningGuard(Arc<Mutex<std::collections::HashSet<String>>>, String);
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().remove(&self.1);
+    }
 }
 
 struct ActiveGuard(Arc<AtomicU64>);
@@ -165,6 +175,7 @@ async fn serve_conn(
         forced,
         action,
         cache_control,
+        running,
     } = behaviour;
     let mut reader = BufReader::new(sock);
     loop {
@@ -192,6 +203,37 @@ async fn serve_conn(
             .unwrap_or(0);
         let mut body = vec![0; len];
         reader.read_exact(&mut body).await?;
+        // Like a container proxy: the router may wait here for an activation to end.
+        if let Some(rest) = request_line
+            .strip_prefix("GET /_whisk/activations/")
+            .and_then(|r| r.split_once("/end"))
+        {
+            let id = rest.0.to_owned();
+            let wait_ms: u64 = rest
+                .1
+                .split_once("wait_ms=")
+                .and_then(|(_, v)| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let until = std::time::Instant::now() + Duration::from_millis(wait_ms);
+            let ended = loop {
+                if !running.lock().unwrap().contains(&id) {
+                    break true;
+                }
+                if std::time::Instant::now() >= until {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            let status = if ended {
+                "204 No Content"
+            } else {
+                "202 Accepted"
+            };
+            let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+            reader.get_mut().write_all(resp.as_bytes()).await?;
+            continue;
+        }
         *last.lock().unwrap() = serde_json::json!({
             "headers": headers.clone(),
             "body": serde_json::from_slice::<serde_json::Value>(&body).ok(),
@@ -200,6 +242,33 @@ async fn serve_conn(
         active.fetch_add(1, Ordering::SeqCst);
         let _guard = ActiveGuard(active.clone());
         let get = |k: &str| headers.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let activation = get("x-whisk-activation-id");
+        // `x-test-runs-ms`: answer 202 at once (the wait expired) while the activation goes on.
+        if let Some(ms) = get("x-test-runs-ms").and_then(|v| v.parse::<u64>().ok()) {
+            if let Some(id) = &activation {
+                let (running, id) = (running.clone(), id.clone());
+                running.lock().unwrap().insert(id.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    running.lock().unwrap().remove(&id);
+                });
+            }
+            let body = format!(
+                r#"{{"activationId":"{}"}}"#,
+                activation.clone().unwrap_or_default()
+            );
+            let resp = format!(
+                "HTTP/1.1 202 X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-openwhisk-activation-id: {}\r\n\r\n{body}",
+                body.len(),
+                activation.clone().unwrap_or_default()
+            );
+            reader.get_mut().write_all(resp.as_bytes()).await?;
+            continue;
+        }
+        let _running = activation.as_ref().map(|id| {
+            running.lock().unwrap().insert(id.clone());
+            RunningGuard(running.clone(), id.clone())
+        });
         // The delay may also come in the body (`{"delay_ms": N}`): requests the router makes
         // itself carry the client's body but not its headers.
         let body_delay = serde_json::from_slice::<serde_json::Value>(&body)

@@ -10,8 +10,9 @@
 //!   replay a refused request elsewhere;
 //! - [`answers`]: every `ProcessingResponse` the router sends.
 //!
-//! The admission lives in the stream's task, so a client abort, an upstream reset or a router
-//! error all end the task and release its slots.
+//! The admission lives in the stream's task, so an upstream reset or a router error end the task
+//! and release its slots; a forwarded request whose client went away keeps them until its
+//! activation ends in the container (`upstream::lifetime`).
 
 mod answers;
 mod request;

@@ -16,6 +16,7 @@ use crate::domain::retry_after;
 use crate::envoy::headers::get;
 use crate::upstream::KeptRequest;
 use crate::upstream::invoke::{ReplayOutcome, replay, replay_wait};
+use crate::upstream::lifetime::hold_until_end;
 
 impl InvokeStream {
     pub(super) async fn on_response_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {
@@ -47,6 +48,10 @@ impl InvokeStream {
             Outcome::Done => reply,
             Outcome::Unreachable => {
                 self.metrics.tripped("unreachable");
+                reply
+            }
+            Outcome::StillRunning(admission) => {
+                hold_until_end(self.client.clone(), admission);
                 reply
             }
             Outcome::Refused => {

@@ -35,6 +35,7 @@ use crate::metrics::RouterMetrics;
 use crate::upstream::KeptRequest;
 use crate::upstream::background::Accepted;
 use crate::upstream::client::ProxyClient;
+use crate::upstream::lifetime::hold_until_end;
 
 /// Where one invoke's stream stands.
 pub(super) enum Phase {
@@ -114,8 +115,9 @@ impl InvokeStream {
         }
     }
 
-    /// Answers Envoy's messages until the stream ends. Dropping `self` then releases any slot
-    /// still held (abort, reset, early end).
+    /// Answers Envoy's messages until the stream ends. A forwarded request whose answer never
+    /// came keeps its slots until its activation ends; dropping `self` releases anything else
+    /// still held.
     pub(super) async fn run(mut self, mut inbound: Streaming<ProcessingRequest>) {
         while let Ok(Some(msg)) = inbound.message().await {
             let reply = match msg.request {
@@ -130,6 +132,11 @@ impl InvokeStream {
             if self.tx.send(Ok(reply)).await.is_err() {
                 break;
             }
+        }
+        // Ended before the container's answer (the client went away): the activation may still
+        // run, so its slots stay held until it ends.
+        if let Phase::Forwarded { admission, .. } = self.take_phase() {
+            hold_until_end(self.client.clone(), admission);
         }
     }
 
