@@ -9,7 +9,17 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::config::{Config, parse_prewarm};
+use crate::config::{Config, KubeSettings, parse_prewarm};
+
+/// Where containers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Child processes on this machine.
+    Local,
+    /// Pods in a Kubernetes cluster (kubeconfig from KUBECONFIG or ~/.kube/config, else the
+    /// in-cluster service account).
+    Kubernetes,
+}
 
 /// Errors of the command-line surfaces.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +77,21 @@ pub struct ControlPlaneArgs {
     /// Highest limits.concurrency an action may set.
     #[arg(long, default_value_t = 1)]
     pub max_action_concurrency: u32,
+    /// Execution backend.
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: BackendChoice,
+    /// Namespace of the action pods (--backend kubernetes).
+    #[arg(long, env = "WHISK_KUBE_NAMESPACE", default_value = "whisk-actions")]
+    pub kube_namespace: String,
+    /// Image of the container proxy sidecar (--backend kubernetes).
+    #[arg(long, env = "WHISK_PROXY_IMAGE")]
+    pub proxy_image: Option<String>,
+    /// Label value that tells this control plane's pods apart (--backend kubernetes).
+    #[arg(long, default_value = "whisk")]
+    pub kube_stack: String,
+    /// Seconds a container may take to become ready.
+    #[arg(long, default_value_t = 30)]
+    pub start_timeout_secs: u64,
     /// Logs and traces; passed on to every container proxy started.
     #[command(flatten)]
     pub telemetry: whisk_telemetry::TelemetryArgs,
@@ -89,6 +114,17 @@ impl ControlPlaneArgs {
         c.activations_per_namespace = self.activations_per_namespace;
         c.max_action_concurrency = self.max_action_concurrency;
         c.proxy_args = self.telemetry.to_args();
+        c.start_timeout = Duration::from_secs(self.start_timeout_secs);
+        if self.backend == BackendChoice::Kubernetes {
+            let proxy_image = self.proxy_image.filter(|i| !i.is_empty()).ok_or_else(|| {
+                CliError::Invalid("--backend kubernetes needs --proxy-image".into())
+            })?;
+            c.kubernetes = Some(KubeSettings {
+                namespace: self.kube_namespace,
+                proxy_image,
+                stack: self.kube_stack,
+            });
+        }
         Ok(c)
     }
 }

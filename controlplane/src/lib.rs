@@ -53,6 +53,8 @@ pub enum StartError {
     },
     #[error("cannot initialise: {0}")]
     Init(#[from] plane::PlaneError),
+    #[error("cannot set up the execution backend: {0}")]
+    Backend(String),
 }
 
 /// A running control plane.
@@ -126,8 +128,21 @@ impl Drop for ControlPlaneHandle {
     }
 }
 
-/// Start the control plane with the local (child process) backend.
+/// Start the control plane with the backend the configuration selects: pods in a Kubernetes
+/// cluster (kubeconfig or in-cluster configuration) if `config.kubernetes` is set, else local
+/// child processes.
 pub async fn start(config: Config) -> Result<ControlPlaneHandle, StartError> {
+    if let Some(k) = config.kubernetes.clone() {
+        let mut kc = backend::KubeBackendConfig::new(k.namespace, k.proxy_image);
+        kc.stack = k.stack;
+        kc.api_host = config.api_host.clone();
+        kc.start_timeout = config.start_timeout;
+        kc.proxy_args = config.proxy_args.clone();
+        let backend = backend::KubernetesBackend::infer(kc)
+            .await
+            .map_err(|e| StartError::Backend(e.to_string()))?;
+        return start_with_backend(config, Arc::new(backend)).await;
+    }
     let backend = Arc::new(
         LocalBackend::new(
             config.resolved_proxy_bin(),

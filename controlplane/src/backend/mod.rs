@@ -1,8 +1,10 @@
 //! Execution backends: where containers (units) run. Shaped for Kubernetes as well as local
 //! processes: a unit is created asynchronously and its address is known only once it is up; a
 //! unit that dies on its own is reported through an event stream; initialisation is one HTTP call
-//! to the unit's container proxy (Contract 3), overridable for tests.
+//! to the unit's container proxy (Contract 3), overridable for tests. Two implementations:
+//! [`LocalBackend`] (child processes) and [`KubernetesBackend`] (pods).
 
+pub mod kubernetes;
 pub mod local;
 
 use std::sync::OnceLock;
@@ -12,6 +14,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+pub use self::kubernetes::{KubeBackendConfig, KubernetesBackend};
 pub use self::local::LocalBackend;
 
 /// What to start.

@@ -1,0 +1,473 @@
+//! The Kubernetes backend against the stand-in API server and kubelet (`whisk-kube-standin`),
+//! which runs each pod's container proxy as a local process: cold start through the backend and
+//! through the control plane, stop and shutdown deleting pods, a crashed pod reported as exited,
+//! a re-list after 410 Gone, and every API error giving a clear start error without a hang.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api as KubeApi, PostParams};
+use serde_json::json;
+use whisk_controlplane::backend::kubernetes::{
+    CONTAINER_LABEL, KubeBackendConfig, KubernetesBackend, STACK_LABEL,
+};
+use whisk_controlplane::backend::{Backend, BackendEvent, UnitSpec};
+use whisk_controlplane::pool::State;
+use whisk_kube_standin::{Fault, KubeStandin, StandinConfig, Verb};
+use whisk_proto::controlplane::v1 as pb;
+
+const NS: &str = "whisk-actions";
+const PROXY_IMAGE: &str = "ghcr.io/example/whisk-container-proxy:test";
+const TOKEN: &str = "test-token-123";
+/// An image whose pull fails on the stand-in.
+const UNPULLABLE: &str = "registry.invalid/nothing:1";
+
+/// The stand-in plus a kube client for it; the stand-in kills its processes on drop.
+struct Cluster {
+    standin: KubeStandin,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        Self::with(StandinConfig::new(TOKEN)).await
+    }
+
+    async fn with(cfg: StandinConfig) -> Self {
+        let mut cfg = cfg.with_image(PROXY_IMAGE, proxy_bin());
+        cfg.bookmark_interval = Duration::from_millis(200);
+        cfg.unpullable.push(UNPULLABLE.into());
+        let standin = KubeStandin::start(cfg).await.expect("stand-in starts");
+        Self {
+            standin,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn client_with_token(&self, url: &str, token: &str) -> kube::Client {
+        let mut kc = kube::Config::new(url.parse().unwrap());
+        kc.default_namespace = NS.into();
+        // As the backend's `infer` does: API errors surface at once (the cold start is retried
+        // by its caller), not after kube's 15 retries.
+        kc.default_retry = false;
+        let token_file = self.dir.path().join(format!("token-{}", token.len()));
+        std::fs::write(&token_file, token).unwrap();
+        kc.auth_info.token_file = Some(token_file.display().to_string());
+        kube::Client::try_from(kc).expect("kube client")
+    }
+
+    fn client(&self) -> kube::Client {
+        self.client_with_token(&self.standin.url(), TOKEN)
+    }
+
+    fn backend_config(&self) -> KubeBackendConfig {
+        let mut c = KubeBackendConfig::new(NS, PROXY_IMAGE);
+        c.start_timeout = Duration::from_secs(20);
+        c.stop_grace = Duration::from_secs(2);
+        c.api_timeout = Duration::from_secs(5);
+        c
+    }
+
+    fn backend(&self) -> KubernetesBackend {
+        KubernetesBackend::new(self.client(), self.backend_config())
+    }
+
+    fn pod_names(&self) -> Vec<String> {
+        self.standin
+            .pods(NS)
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect()
+    }
+}
+
+fn spec(id: &str) -> UnitSpec {
+    UnitSpec {
+        container_id: id.into(),
+        kind: "nodejs:20".into(),
+        memory_mb: 256,
+        controlplane_url: "http://127.0.0.1:1".into(),
+        env: Vec::new(),
+    }
+}
+
+async fn health(address: &str) -> u16 {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{address}/_whisk/health"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_is_a_ready_pod_and_stop_deletes_it() {
+    let cluster = Cluster::start().await;
+    let backend = cluster.backend();
+    let unit = tokio::time::timeout(Duration::from_secs(30), backend.start(spec("wsk-aaa111")))
+        .await
+        .expect("start answers")
+        .expect("pod starts");
+    assert_eq!(unit.container_id, "wsk-aaa111");
+    assert!(unit.address.starts_with("127.0.0.1:"), "{}", unit.address);
+    assert_eq!(
+        health(&unit.address).await,
+        200,
+        "the proxy in the pod serves"
+    );
+
+    let pod = cluster
+        .standin
+        .pod(NS, "whisk-wsk-aaa111")
+        .expect("the pod");
+    let labels = pod.metadata.labels.clone().unwrap();
+    assert_eq!(labels[STACK_LABEL], "whisk");
+    assert_eq!(labels[CONTAINER_LABEL], "wsk-aaa111");
+    let spec = pod.spec.clone().unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    assert_eq!(spec.containers.len(), 2);
+    let status = pod.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+
+    let pid = cluster
+        .standin
+        .pid(NS, "whisk-wsk-aaa111")
+        .expect("a process");
+    backend.stop("wsk-aaa111".into()).await;
+    wait_for("the pod to be deleted", Duration::from_secs(10), || {
+        cluster.standin.pod(NS, "whisk-wsk-aaa111").is_none()
+    })
+    .await;
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+            // A zombie is reaped by the stand-in shortly after; give it a moment.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline
+                && std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+    );
+    let mut events = backend.take_events().unwrap();
+    assert!(
+        events.try_recv().is_err(),
+        "a stopped unit is not reported as exited"
+    );
+    backend.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_pod_is_reported_exited() {
+    let cluster = Cluster::start().await;
+    let backend = cluster.backend();
+    let mut events = backend.take_events().unwrap();
+    backend.start(spec("wsk-bbb222")).await.expect("pod starts");
+    assert!(cluster.standin.kill_process(NS, "whisk-wsk-bbb222"));
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an event within 10 s")
+        .expect("event stream open");
+    let BackendEvent::Exited {
+        container_id,
+        reason,
+    } = ev;
+    assert_eq!(container_id, "wsk-bbb222");
+    assert!(reason.contains("failed"), "{reason}");
+    backend.shutdown().await;
+    assert!(cluster.pod_names().is_empty(), "{:?}", cluster.pod_names());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_while_the_watch_was_gone_is_found_by_the_relist() {
+    let cluster = Cluster::start().await;
+    let backend = cluster.backend();
+    let mut events = backend.take_events().unwrap();
+    backend.start(spec("wsk-ccc333")).await.expect("pod starts");
+    backend.start(spec("wsk-ccc444")).await.expect("pod starts");
+    // The history is compacted, the watch cut, and a pod deleted behind the backend's back: the
+    // watch resumes from a version that is gone (410), re-lists, and misses one pod.
+    cluster.standin.inject(Fault {
+        verb: Verb::Watch,
+        code: 503,
+        times: 1,
+    });
+    cluster.standin.expire_history();
+    cluster.standin.drop_watches();
+    let pods: KubeApi<Pod> = KubeApi::namespaced(cluster.client(), NS);
+    pods.delete(
+        "whisk-wsk-ccc333",
+        &kube::api::DeleteParams::default().grace_period(0),
+    )
+    .await
+    .expect("deleted");
+    let ev = tokio::time::timeout(Duration::from_secs(15), events.recv())
+        .await
+        .expect("an event within 15 s")
+        .expect("event stream open");
+    assert_eq!(
+        ev,
+        BackendEvent::Exited {
+            container_id: "wsk-ccc333".into(),
+            reason: "pod whisk-wsk-ccc333: the pod was deleted".into()
+        }
+    );
+    assert!(
+        cluster.standin.gone_answers() >= 1,
+        "the watch resumed from a compacted version"
+    );
+    // The other unit is still fine, and new starts work after the re-list.
+    let unit = backend.start(spec("wsk-ccc555")).await.expect("pod starts");
+    assert_eq!(health(&unit.address).await, 200);
+    assert!(
+        events.try_recv().is_err(),
+        "only the deleted pod is reported"
+    );
+    backend.shutdown().await;
+    assert!(cluster.pod_names().is_empty());
+}
+
+/// Start one unit and expect a clear error within `within`.
+async fn start_error(backend: &KubernetesBackend, id: &str, within: Duration) -> String {
+    let started = Instant::now();
+    let r = tokio::time::timeout(within, backend.start(spec(id)))
+        .await
+        .unwrap_or_else(|_| panic!("start of {id} hung"));
+    let e = r.expect_err("the start fails").0;
+    assert!(started.elapsed() < within);
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_become_clear_start_errors() {
+    let cluster = Cluster::start().await;
+    let backend = cluster.backend();
+    let limit = Duration::from_secs(25);
+
+    cluster.standin.inject(Fault {
+        verb: Verb::Create,
+        code: 403,
+        times: 1,
+    });
+    let e = start_error(&backend, "wsk-e403", limit).await;
+    assert!(e.contains("403") && e.contains("exceeded quota"), "{e}");
+
+    cluster.standin.inject(Fault {
+        verb: Verb::Create,
+        code: 503,
+        times: 1,
+    });
+    let e = start_error(&backend, "wsk-e503", limit).await;
+    assert!(e.contains("503") && e.contains("unavailable"), "{e}");
+
+    // 409: a pod of that name exists already.
+    let pods: KubeApi<Pod> = KubeApi::namespaced(cluster.client(), NS);
+    let squatter = cluster.backend_config().pod(&spec("wsk-e409")).unwrap();
+    pods.create(&PostParams::default(), &squatter)
+        .await
+        .expect("the first create succeeds");
+    let e = start_error(&backend, "wsk-e409", limit).await;
+    assert!(e.contains("409") && e.contains("already exists"), "{e}");
+
+    // 422: the stand-in validates the spec as the API server does.
+    let mut bad = cluster.backend_config();
+    bad.proxy_image = " ".into();
+    let invalid = KubernetesBackend::new(cluster.client(), bad);
+    let e = start_error(&invalid, "wsk-e422", limit).await;
+    assert!(
+        e.contains("422") && e.contains("spec.containers[1].image"),
+        "{e}"
+    );
+
+    // 401: wrong credentials.
+    let wrong = KubernetesBackend::new(
+        cluster.client_with_token(&cluster.standin.url(), "not-the-token"),
+        cluster.backend_config(),
+    );
+    let e = start_error(&wrong, "wsk-e401", limit).await;
+    assert!(e.contains("401"), "{e}");
+
+    // No server at all.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let unreachable = KubernetesBackend::new(
+        cluster.client_with_token(&closed, TOKEN),
+        cluster.backend_config(),
+    );
+    let e = start_error(&unreachable, "wsk-enet", limit).await;
+    assert!(e.contains("cannot be reached"), "{e}");
+
+    // An image that cannot be pulled: the pod is deleted, the error says why.
+    drop((invalid, wrong, unreachable));
+    let e = {
+        let mut cfg = cluster.backend_config();
+        cfg.runtime_images
+            .insert("nodejs:20".into(), UNPULLABLE.into());
+        let b = KubernetesBackend::new(cluster.client(), cfg);
+        start_error(&b, "wsk-epull", limit).await
+    };
+    assert!(e.contains("ErrImagePull"), "{e}");
+    wait_for(
+        "the unpullable pod to be deleted",
+        Duration::from_secs(10),
+        || cluster.standin.pod(NS, "whisk-wsk-epull").is_none(),
+    )
+    .await;
+
+    backend.shutdown().await;
+    assert!(cluster.pod_names().is_empty(), "{:?}", cluster.pod_names());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_pending_past_the_deadline_is_deleted() {
+    let cluster = Cluster::start().await;
+    let mut cfg = cluster.backend_config();
+    cfg.start_timeout = Duration::from_secs(2);
+    // The watch never works: the backend never sees the pod ready.
+    for verb in [Verb::List, Verb::Watch] {
+        cluster.standin.inject(Fault {
+            verb,
+            code: 503,
+            times: 100_000,
+        });
+    }
+    let backend = KubernetesBackend::new(cluster.client(), cfg);
+    let e = start_error(&backend, "wsk-slow", Duration::from_secs(15)).await;
+    assert!(e.contains("not ready within"), "{e}");
+    wait_for(
+        "the pending pod to be deleted",
+        Duration::from_secs(10),
+        || cluster.standin.pod(NS, "whisk-wsk-slow").is_none(),
+    )
+    .await;
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_cold_starts_through_pods() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.prewarm = vec![("nodejs:20".into(), 1)];
+    let backend = Arc::new(cluster.backend());
+    let cp = whisk_controlplane::start_with_backend(config, backend.clone())
+        .await
+        .unwrap();
+    let stems = || {
+        cp.plane()
+            .container_ids()
+            .iter()
+            .filter(|(_, s, _)| *s == State::Stem)
+            .count()
+    };
+    wait_for("a nodejs stem-cell pod", Duration::from_secs(30), || {
+        stems() == 1
+    })
+    .await;
+    assert_eq!(cluster.pod_names().len(), 1);
+
+    let guest = Api::new(&cp, Some("guest"));
+    let code = "function main(params) { return { greeting: 'hello ' + params.name }; }";
+    let (s, created) = guest
+        .put(
+            "/api/v1/namespaces/_/actions/hello",
+            json!({ "exec": { "kind": "nodejs:default", "code": code } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{created}");
+    let revision = cp.plane().hub.action("guest/hello").unwrap().revision;
+    let mut client = grpc(&cp).await;
+    let outcome = client
+        .cold_start(pb::ColdStartRequest {
+            action_fqn: "guest/hello".into(),
+            deadline_unix_ms: now_ms() + 30_000,
+            router_id: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap();
+    let ep = match outcome {
+        pb::cold_start_response::Outcome::Endpoint(e) => e,
+        pb::cold_start_response::Outcome::Error(e) => panic!("cold start failed: {e:?}"),
+    };
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http
+        .post(format!(
+            "http://{}/api/v1/namespaces/guest/actions/hello?blocking=true",
+            ep.address
+        ))
+        .header("content-type", "application/json")
+        .header("x-whisk-activation-id", format!("{:032x}", 7u128))
+        .header("x-whisk-transaction-id", "tid-k8s")
+        .header("x-whisk-namespace", "guest")
+        .header("x-whisk-subject", "guest")
+        .header("x-whisk-action", "guest/hello")
+        .header("x-whisk-action-revision", revision.to_string())
+        .header("x-whisk-blocking", "true")
+        .header("x-whisk-result", "false")
+        .header("x-whisk-deadline", (now_ms() + 30_000).to_string())
+        .header("x-whisk-received-at", now_ms().to_string())
+        .body(r#"{"name":"pod"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let record: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        record["response"]["result"],
+        json!({ "greeting": "hello pod" }),
+        "{record}"
+    );
+
+    // A crashed pod's endpoint is removed.
+    let pod = cluster
+        .standin
+        .pods(NS)
+        .into_iter()
+        .find(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(CONTAINER_LABEL))
+                == Some(&ep.container_id)
+        })
+        .and_then(|p| p.metadata.name)
+        .expect("the warm container's pod");
+    assert!(cluster.standin.kill_process(NS, &pod));
+    wait_for(
+        "the crashed pod's container to be removed",
+        Duration::from_secs(10),
+        || {
+            !cp.plane()
+                .container_ids()
+                .iter()
+                .any(|(id, _, _)| *id == ep.container_id)
+        },
+    )
+    .await;
+
+    cp.shutdown().await;
+    assert!(
+        cluster.pod_names().is_empty(),
+        "no pods after a clean shutdown: {:?}",
+        cluster.pod_names()
+    );
+}
