@@ -291,3 +291,44 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
         .to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: super::ControlPlaneArgs,
+    }
+
+    #[test]
+    fn the_kubernetes_backend_is_selected_by_flag() {
+        let local = Cmd::parse_from(["whisk"]).args.into_config().unwrap();
+        assert!(local.kubernetes.is_none());
+        let k = Cmd::parse_from([
+            "whisk",
+            "--backend",
+            "kubernetes",
+            "--kube-namespace",
+            "actions",
+            "--proxy-image",
+            "registry/whisk-proxy:1",
+        ])
+        .args
+        .into_config()
+        .unwrap()
+        .kubernetes
+        .unwrap();
+        assert_eq!(k.namespace, "actions");
+        assert_eq!(k.proxy_image, "registry/whisk-proxy:1");
+        assert_eq!(k.stack, "whisk");
+        assert!(
+            Cmd::parse_from(["whisk", "--backend", "kubernetes"])
+                .args
+                .into_config()
+                .is_err(),
+            "a proxy image is required"
+        );
+    }
+}

@@ -471,3 +471,32 @@ async fn the_control_plane_cold_starts_through_pods() {
         cluster.pod_names()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_backend_deletes_the_pods_it_cannot_account_for() {
+    let cluster = Cluster::start().await;
+    let first = cluster.backend();
+    first.start(spec("wsk-ddd111")).await.expect("pod starts");
+    // The control plane dies without shutting down: its pod stays.
+    drop(first);
+    assert_eq!(cluster.pod_names(), vec!["whisk-wsk-ddd111".to_string()]);
+    // Another stack's pod in the same namespace is not ours to delete.
+    let mut other = cluster.backend_config();
+    other.stack = "other".into();
+    let other = KubernetesBackend::new(cluster.client(), other);
+    other.start(spec("wsk-ddd222")).await.expect("pod starts");
+
+    let second = cluster.backend();
+    wait_for(
+        "the orphaned pod to be deleted",
+        Duration::from_secs(10),
+        || cluster.standin.pod(NS, "whisk-wsk-ddd111").is_none(),
+    )
+    .await;
+    let unit = second.start(spec("wsk-ddd333")).await.expect("pod starts");
+    assert_eq!(health(&unit.address).await, 200);
+    assert!(cluster.standin.pod(NS, "other-wsk-ddd222").is_some());
+    second.shutdown().await;
+    other.shutdown().await;
+    assert!(cluster.pod_names().is_empty(), "{:?}", cluster.pod_names());
+}

@@ -12,7 +12,9 @@
 //!   behind our back into [`BackendEvent::Exited`]; after a re-list (410 Gone on a stale watch),
 //!   units missing from the list are reported too.
 //! - **stop** deletes the pod (with a grace period); **shutdown** deletes every pod of the stack
-//!   and waits for them to be gone.
+//!   and waits for them to be gone; pods of the stack found on the first list that this backend
+//!   did not start (left by a control plane that died) are deleted, so none is orphaned. The
+//!   stack label must therefore be unique per control plane in a namespace.
 //!
 //! API errors (403 quota or admission, 409, 422, 5xx, unreachable server) become start errors
 //! that say what happened; every API call has a deadline, so nothing hangs.
@@ -541,16 +543,37 @@ impl Tracked {
         self.lost(name, "the pod was deleted".into());
     }
 
+    /// Delete the stack's pods that a previous control plane left (it crashed or was killed):
+    /// this one cannot account for them, so they would only hold resources.
+    fn reap_orphans(&self, listed: &HashSet<String>) {
+        let orphans: Vec<String> = {
+            let waiters = lock(&self.waiters);
+            let units = lock(&self.units);
+            listed
+                .iter()
+                .filter(|n| !waiters.contains_key(*n) && !units.contains_key(*n))
+                .cloned()
+                .collect()
+        };
+        for pod in orphans {
+            tracing::info!(%pod, "deleting an action pod left by a previous control plane");
+            self.delete_in_background(pod);
+        }
+    }
+
+    fn delete_in_background(&self, pod: String) {
+        let api = self.api.clone();
+        tokio::spawn(async move {
+            let dp = DeleteParams::default().grace_period(0);
+            let _ = tokio::time::timeout(Duration::from_secs(10), api.delete(&pod, &dp)).await;
+        });
+    }
+
     fn lost(&self, name: &str, reason: String) {
         let id = lock(&self.units).remove(name);
         if let Some(container_id) = id {
             tracing::warn!(pod = name, %container_id, %reason, "action pod lost");
-            let api = self.api.clone();
-            let pod = name.to_string();
-            tokio::spawn(async move {
-                let dp = DeleteParams::default().grace_period(0);
-                let _ = tokio::time::timeout(Duration::from_secs(10), api.delete(&pod, &dp)).await;
-            });
+            self.delete_in_background(name.to_string());
             let _ = self.events_tx.send(BackendEvent::Exited {
                 container_id,
                 reason: format!("pod {name}: {reason}"),
@@ -765,6 +788,7 @@ async fn watch_pods(api: Api<Pod>, selector: String, tracked: Arc<Tracked>) {
     let config = watcher::Config::default().labels(&selector);
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
     let mut listed: HashSet<String> = HashSet::new();
+    let mut first_list = true;
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Init) => listed.clear(),
@@ -775,6 +799,10 @@ async fn watch_pods(api: Api<Pod>, selector: String, tracked: Arc<Tracked>) {
                 tracked.on_apply(&pod);
             }
             Ok(watcher::Event::InitDone) => {
+                if first_list {
+                    first_list = false;
+                    tracked.reap_orphans(&listed);
+                }
                 // Units whose pods vanished while the watch was down.
                 let gone: Vec<String> = lock(&tracked.units)
                     .keys()
