@@ -132,8 +132,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The current time (without needing jiff's `std` feature).
+fn now_ts() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
 pub(crate) fn now() -> Time {
-    Time(Timestamp::now())
+    Time(now_ts())
 }
 
 impl Shared {
@@ -762,9 +771,9 @@ async fn delete(
         return json_response(StatusCode::OK, &pod);
     }
     let updated = s.update_pod(&ns, &name, |p| {
-        let at = Timestamp::now()
+        let at = now_ts()
             .checked_add(SignedDuration::from_secs(grace))
-            .unwrap_or_else(|_| Timestamp::now());
+            .unwrap_or_else(|_| now_ts());
         p.metadata.deletion_timestamp = Some(Time(at));
         p.metadata.deletion_grace_period_seconds = Some(grace);
     });
