@@ -255,6 +255,7 @@ pub async fn start_with_backend(
         }
     }));
 
+    plane.adopt_units().await;
     plane.refill_stems();
     tracing::info!(%grpc_addr, %http_addr, "control plane started");
     Ok(ControlPlaneHandle {

@@ -352,6 +352,65 @@ async fn a_pod_pending_past_the_deadline_is_deleted() {
     .await;
 }
 
+/// Invoke `guest/hello` at a container as the router would (Contract 2).
+async fn invoke(address: &str, revision: u64, name: &str) -> serde_json::Value {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http
+        .post(format!(
+            "http://{address}/api/v1/namespaces/guest/actions/hello?blocking=true"
+        ))
+        .header("content-type", "application/json")
+        .header(
+            "x-whisk-activation-id",
+            format!("{:032x}", rand::random::<u128>()),
+        )
+        .header("x-whisk-transaction-id", "tid-k8s")
+        .header("x-whisk-namespace", "guest")
+        .header("x-whisk-subject", "guest")
+        .header("x-whisk-action", "guest/hello")
+        .header("x-whisk-action-revision", revision.to_string())
+        .header("x-whisk-blocking", "true")
+        .header("x-whisk-result", "false")
+        .header("x-whisk-deadline", (now_ms() + 30_000).to_string())
+        .header("x-whisk-received-at", now_ms().to_string())
+        .body(json!({ "name": name }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.json().await.unwrap()
+}
+
+/// Create `guest/hello` and cold-start it; returns the endpoint and the revision.
+async fn hello_endpoint(cp: &whisk_controlplane::ControlPlaneHandle) -> (pb::Endpoint, u64) {
+    let guest = Api::new(cp, Some("guest"));
+    let code = "function main(params) { return { greeting: 'hello ' + params.name }; }";
+    let (s, created) = guest
+        .put(
+            "/api/v1/namespaces/_/actions/hello",
+            json!({ "exec": { "kind": "nodejs:default", "code": code } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{created}");
+    let revision = cp.plane().hub.action("guest/hello").unwrap().revision;
+    let mut client = grpc(cp).await;
+    let outcome = client
+        .cold_start(pb::ColdStartRequest {
+            action_fqn: "guest/hello".into(),
+            deadline_unix_ms: now_ms() + 30_000,
+            router_id: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap();
+    match outcome {
+        pb::cold_start_response::Outcome::Endpoint(e) => (e, revision),
+        pb::cold_start_response::Outcome::Error(e) => panic!("cold start failed: {e:?}"),
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -382,55 +441,8 @@ async fn the_control_plane_cold_starts_through_pods() {
     .await;
     assert_eq!(cluster.pod_names().len(), 1);
 
-    let guest = Api::new(&cp, Some("guest"));
-    let code = "function main(params) { return { greeting: 'hello ' + params.name }; }";
-    let (s, created) = guest
-        .put(
-            "/api/v1/namespaces/_/actions/hello",
-            json!({ "exec": { "kind": "nodejs:default", "code": code } }),
-        )
-        .await;
-    assert_eq!(s, 200, "{created}");
-    let revision = cp.plane().hub.action("guest/hello").unwrap().revision;
-    let mut client = grpc(&cp).await;
-    let outcome = client
-        .cold_start(pb::ColdStartRequest {
-            action_fqn: "guest/hello".into(),
-            deadline_unix_ms: now_ms() + 30_000,
-            router_id: "test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .outcome
-        .unwrap();
-    let ep = match outcome {
-        pb::cold_start_response::Outcome::Endpoint(e) => e,
-        pb::cold_start_response::Outcome::Error(e) => panic!("cold start failed: {e:?}"),
-    };
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let resp = http
-        .post(format!(
-            "http://{}/api/v1/namespaces/guest/actions/hello?blocking=true",
-            ep.address
-        ))
-        .header("content-type", "application/json")
-        .header("x-whisk-activation-id", format!("{:032x}", 7u128))
-        .header("x-whisk-transaction-id", "tid-k8s")
-        .header("x-whisk-namespace", "guest")
-        .header("x-whisk-subject", "guest")
-        .header("x-whisk-action", "guest/hello")
-        .header("x-whisk-action-revision", revision.to_string())
-        .header("x-whisk-blocking", "true")
-        .header("x-whisk-result", "false")
-        .header("x-whisk-deadline", (now_ms() + 30_000).to_string())
-        .header("x-whisk-received-at", now_ms().to_string())
-        .body(r#"{"name":"pod"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let record: serde_json::Value = resp.json().await.unwrap();
+    let (ep, revision) = hello_endpoint(&cp).await;
+    let record = invoke(&ep.address, revision, "pod").await;
     assert_eq!(
         record["response"]["result"],
         json!({ "greeting": "hello pod" }),
@@ -473,30 +485,108 @@ async fn the_control_plane_cold_starts_through_pods() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_backend_deletes_the_pods_it_cannot_account_for() {
+async fn a_restarted_backend_adopts_ready_pods_and_deletes_the_rest() {
     let cluster = Cluster::start().await;
     let first = cluster.backend();
     first.start(spec("wsk-ddd111")).await.expect("pod starts");
-    // The control plane dies without shutting down: its pod stays.
+    first.start(spec("wsk-ddd222")).await.expect("pod starts");
+    // The control plane dies without shutting down: its pods stay; one of them then fails.
     drop(first);
-    assert_eq!(cluster.pod_names(), vec!["whisk-wsk-ddd111".to_string()]);
-    // Another stack's pod in the same namespace is not ours to delete.
+    assert!(cluster.standin.kill_process(NS, "whisk-wsk-ddd222"));
+    wait_for("the pod to fail", Duration::from_secs(10), || {
+        cluster
+            .standin
+            .pod(NS, "whisk-wsk-ddd222")
+            .and_then(|p| p.status?.phase)
+            .as_deref()
+            == Some("Failed")
+    })
+    .await;
+    // Another stack's pod in the same namespace is not ours to touch.
     let mut other = cluster.backend_config();
     other.stack = "other".into();
     let other = KubernetesBackend::new(cluster.client(), other);
-    other.start(spec("wsk-ddd222")).await.expect("pod starts");
+    other.start(spec("wsk-ddd333")).await.expect("pod starts");
 
     let second = cluster.backend();
+    let mut events = second.take_events().unwrap();
+    let adopted = second.adopt().await;
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    assert_eq!(adopted[0].container_id, "wsk-ddd111");
+    assert_eq!(adopted[0].kind, "nodejs:20");
+    assert_eq!(adopted[0].memory_mb, 256);
+    assert_eq!(adopted[0].action, None);
+    assert_eq!(health(&adopted[0].address).await, 200);
     wait_for(
-        "the orphaned pod to be deleted",
+        "the failed pod to be deleted",
         Duration::from_secs(10),
-        || cluster.standin.pod(NS, "whisk-wsk-ddd111").is_none(),
+        || cluster.standin.pod(NS, "whisk-wsk-ddd222").is_none(),
     )
     .await;
-    let unit = second.start(spec("wsk-ddd333")).await.expect("pod starts");
-    assert_eq!(health(&unit.address).await, 200);
-    assert!(cluster.standin.pod(NS, "other-wsk-ddd222").is_some());
+    assert!(cluster.standin.pod(NS, "other-wsk-ddd333").is_some());
+    // The adopted pod is watched like one this backend started.
+    assert!(cluster.standin.kill_process(NS, "whisk-wsk-ddd111"));
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an event within 10 s")
+        .expect("event stream open");
+    assert!(
+        matches!(&ev, BackendEvent::Exited { container_id, .. } if container_id == "wsk-ddd111"),
+        "{ev:?}"
+    );
     second.shutdown().await;
     other.shutdown().await;
+    assert!(cluster.pod_names().is_empty(), "{:?}", cluster.pod_names());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_control_plane_adopts_its_warm_pods() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = test_config(dir.path());
+        c.prewarm = vec![("nodejs:20".into(), 1)];
+        c
+    };
+    let cp = whisk_controlplane::start_with_backend(config(), Arc::new(cluster.backend()))
+        .await
+        .unwrap();
+    let (ep, revision) = hello_endpoint(&cp).await;
+    wait_for("two pods (warm + stem)", Duration::from_secs(30), || {
+        cluster.pod_names().len() == 2
+    })
+    .await;
+    let before = cluster.pod_names();
+    // The control plane is replaced without a clean shutdown (an upgrade, a crash).
+    drop(cp);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cp = loop {
+        match whisk_controlplane::start_with_backend(config(), Arc::new(cluster.backend())).await {
+            Ok(cp) => break cp,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "restart failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let containers = cp.plane().container_ids();
+    assert!(
+        containers.iter().any(|(id, s, a)| *id == ep.container_id
+            && *s == State::Ready
+            && a.as_deref() == Some("guest/hello")),
+        "the warm pod is adopted as a warm container: {containers:?}"
+    );
+    assert!(
+        containers.iter().any(|(_, s, _)| *s == State::Stem),
+        "the stem cell is adopted: {containers:?}"
+    );
+    assert_eq!(cluster.pod_names(), before, "no pod was started or deleted");
+    let record = invoke(&ep.address, revision, "again").await;
+    assert_eq!(
+        record["response"]["result"],
+        json!({ "greeting": "hello again" })
+    );
+    cp.shutdown().await;
     assert!(cluster.pod_names().is_empty(), "{:?}", cluster.pod_names());
 }

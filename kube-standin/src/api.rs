@@ -70,6 +70,7 @@ pub enum Verb {
     List,
     Watch,
     Delete,
+    Patch,
 }
 
 /// Answer the next `times` requests of `verb` with `code` (403 reads as an exceeded quota, 503 as
@@ -250,7 +251,7 @@ impl KubeStandin {
             )
             .route(
                 "/api/v1/namespaces/{ns}/pods/{name}",
-                get(get_one).delete(delete),
+                get(get_one).delete(delete).patch(patch),
             )
             .fallback(not_found_route)
             .layer(middleware::from_fn_with_state(shared.clone(), auth))
@@ -780,6 +781,81 @@ async fn delete(
     if let Some(h) = handle {
         let _ = h.send(kubelet::Ctl::Terminate(Duration::from_secs(grace as u64)));
     }
+    match updated {
+        Some(p) => json_response(StatusCode::OK, &p),
+        None => not_found(&name),
+    }
+}
+
+/// A merge patch of a pod's labels and annotations (what a client may change on a running pod
+/// without a new spec); anything else is refused with 422.
+async fn patch(
+    State(s): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(code) = s.take_fault(Verb::Patch) {
+        return fault_response(code, Some(&name));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !matches!(
+        ct,
+        "application/merge-patch+json" | "application/strategic-merge-patch+json"
+    ) {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format: {ct}"),
+            json!({}),
+        );
+    }
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return status(400, "BadRequest", e.to_string(), json!({})),
+    };
+    let metadata_only = patch.as_object().is_some_and(|o| {
+        o.keys().all(|k| k == "metadata")
+            && o.get("metadata")
+                .and_then(Value::as_object)
+                .is_none_or(|m| m.keys().all(|k| k == "labels" || k == "annotations"))
+    });
+    if !metadata_only {
+        return status(
+            422,
+            "Invalid",
+            format!(
+                "Pod \"{name}\" is invalid: spec: Forbidden: the stand-in only patches metadata.labels and metadata.annotations"
+            ),
+            json!({ "name": name, "kind": "Pod" }),
+        );
+    }
+    let merge = |target: &mut Option<BTreeMap<String, String>>, part: &Value| {
+        let Some(part) = part.as_object() else {
+            return;
+        };
+        let map = target.get_or_insert_with(BTreeMap::new);
+        for (k, v) in part {
+            match v.as_str() {
+                Some(v) => {
+                    map.insert(k.clone(), v.to_string());
+                }
+                None => {
+                    map.remove(k);
+                }
+            }
+        }
+    };
+    let updated = s.update_pod(&ns, &name, |p| {
+        merge(&mut p.metadata.labels, &patch["metadata"]["labels"]);
+        merge(
+            &mut p.metadata.annotations,
+            &patch["metadata"]["annotations"],
+        );
+    });
     match updated {
         Some(p) => json_response(StatusCode::OK, &p),
         None => not_found(&name),

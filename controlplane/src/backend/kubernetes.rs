@@ -12,9 +12,12 @@
 //!   behind our back into [`BackendEvent::Exited`]; after a re-list (410 Gone on a stale watch),
 //!   units missing from the list are reported too.
 //! - **stop** deletes the pod (with a grace period); **shutdown** deletes every pod of the stack
-//!   and waits for them to be gone; pods of the stack found on the first list that this backend
-//!   did not start (left by a control plane that died) are deleted, so none is orphaned. The
-//!   stack label must therefore be unique per control plane in a namespace.
+//!   and waits for them to be gone.
+//! - **restart without loss**: `init` records the action (name, revision, memory) in the pod's
+//!   annotations; a control plane that starts again lists the stack's pods and adopts the ready
+//!   ones ([`Backend::adopt`]): stem cells stay stem cells, warm pods stay warm. Pods it cannot
+//!   account for (not ready, not ours in shape) are deleted, so none is orphaned. The stack label
+//!   must therefore be unique per control plane in a namespace.
 //!
 //! API errors (403 quota or admission, 409, 422, 5xx, unreachable server) become start errors
 //! that say what happened; every API call has a deadline, so nothing hangs.
@@ -33,12 +36,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{Backend, BackendEvent, StartError, Unit, UnitSpec};
+use super::{AdoptedUnit, Backend, BackendEvent, InitError, StartError, Unit, UnitSpec};
 
 /// Label every pod of a stack carries; its value is the stack name.
 pub const STACK_LABEL: &str = "whisk.apache.org/stack";
@@ -49,6 +53,13 @@ pub const KIND_LABEL: &str = "whisk.apache.org/kind";
 /// Annotation with the exact container id and kind.
 pub const CONTAINER_ANNOTATION: &str = "whisk.apache.org/container-id";
 pub const KIND_ANNOTATION: &str = "whisk.apache.org/kind";
+/// Memory limit (MB) the pod was created with, or of the action it was initialised with.
+pub const MEMORY_ANNOTATION: &str = "whisk.apache.org/memory-mb";
+/// The action a pod was initialised with (its fully qualified name) and its revision.
+pub const ACTION_ANNOTATION: &str = "whisk.apache.org/action";
+pub const REVISION_ANNOTATION: &str = "whisk.apache.org/action-revision";
+/// Label with the action (`namespace.package.name`, sanitised), for operators' selectors.
+pub const ACTION_LABEL: &str = "whisk.apache.org/action";
 /// Set only by the test stand-in (all its pods share 127.0.0.1): `containerPort=hostPort,...`.
 /// A real kubelet never sets it, and the proxy is at `podIP:<proxy port>`.
 pub const PORT_MAP_ANNOTATION: &str = "standin.whisk.apache.org/port-map";
@@ -195,6 +206,7 @@ impl KubeBackendConfig {
         let annotations: BTreeMap<String, String> = [
             (CONTAINER_ANNOTATION, spec.container_id.clone()),
             (KIND_ANNOTATION, spec.kind.clone()),
+            (MEMORY_ANNOTATION, spec.memory_mb.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -506,6 +518,8 @@ struct Tracked {
     waiters: Mutex<HashMap<String, Waiter>>,
     /// Pod name → container id of the units handed out (their death is reported).
     units: Mutex<HashMap<String, String>>,
+    /// Unit address → pod name (`init` only knows the address).
+    addresses: Mutex<HashMap<String, String>>,
     events_tx: mpsc::UnboundedSender<BackendEvent>,
     proxy_port: u16,
     /// To delete the pods of lost units (a Failed pod stays until deleted).
@@ -523,8 +537,9 @@ impl Tracked {
             if let Some(w) = waiters.get(&name) {
                 // Handed out the moment the watch sees it ready, so a death right after is
                 // not missed.
-                if matches!(progress, Progress::Ready(_)) {
+                if let Progress::Ready(address) = &progress {
                     lock(&self.units).insert(name.clone(), w.container_id.clone());
+                    lock(&self.addresses).insert(address.clone(), name.clone());
                 }
                 w.progress.send_replace(Some(progress.clone()));
                 return;
@@ -543,24 +558,6 @@ impl Tracked {
         self.lost(name, "the pod was deleted".into());
     }
 
-    /// Delete the stack's pods that a previous control plane left (it crashed or was killed):
-    /// this one cannot account for them, so they would only hold resources.
-    fn reap_orphans(&self, listed: &HashSet<String>) {
-        let orphans: Vec<String> = {
-            let waiters = lock(&self.waiters);
-            let units = lock(&self.units);
-            listed
-                .iter()
-                .filter(|n| !waiters.contains_key(*n) && !units.contains_key(*n))
-                .cloned()
-                .collect()
-        };
-        for pod in orphans {
-            tracing::info!(%pod, "deleting an action pod left by a previous control plane");
-            self.delete_in_background(pod);
-        }
-    }
-
     fn delete_in_background(&self, pod: String) {
         let api = self.api.clone();
         tokio::spawn(async move {
@@ -570,6 +567,7 @@ impl Tracked {
     }
 
     fn lost(&self, name: &str, reason: String) {
+        lock(&self.addresses).retain(|_, n| n != name);
         let id = lock(&self.units).remove(name);
         if let Some(container_id) = id {
             tracing::warn!(pod = name, %container_id, %reason, "action pod lost");
@@ -599,6 +597,7 @@ impl KubernetesBackend {
         let tracked = Arc::new(Tracked {
             waiters: Mutex::new(HashMap::new()),
             units: Mutex::new(HashMap::new()),
+            addresses: Mutex::new(HashMap::new()),
             events_tx,
             proxy_port: cfg.proxy_port,
             api: api.clone(),
@@ -721,8 +720,111 @@ impl KubernetesBackend {
     async fn stop_unit(&self, container_id: String) {
         let name = self.cfg.pod_name(&container_id);
         lock(&self.tracked.units).remove(&name);
+        lock(&self.tracked.addresses).retain(|_, n| *n != name);
         let grace = u32::try_from(self.cfg.stop_grace.as_secs()).unwrap_or(5);
         self.delete(&name, grace).await;
+    }
+
+    /// `POST /_whisk/init` to the proxy, then record the action in the pod's annotations (and
+    /// label) so a restarted control plane can adopt the pod as a warm container.
+    async fn init_unit(
+        &self,
+        address: String,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<(), InitError> {
+        super::http_init(address.clone(), payload.clone(), timeout).await?;
+        let name = lock(&self.tracked.addresses).get(&address).cloned();
+        let action = &payload["action"];
+        let (Some(name), Some(fqn), Some(revision)) =
+            (name, action["fqn"].as_str(), action["revision"].as_u64())
+        else {
+            return Ok(());
+        };
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(ACTION_ANNOTATION.into(), fqn.into());
+        annotations.insert(REVISION_ANNOTATION.into(), revision.to_string().into());
+        if let Some(m) = action["limits"]["memory"].as_u64() {
+            annotations.insert(MEMORY_ANNOTATION.into(), m.to_string().into());
+        }
+        let patch = json!({
+            "metadata": {
+                "annotations": annotations,
+                "labels": { ACTION_LABEL: label_value(&fqn.replace('/', ".")) },
+            }
+        });
+        let patched = tokio::time::timeout(
+            self.cfg.api_timeout,
+            self.api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await;
+        match patched {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(pod = %name, error = %api_error_text("annotate pod", &e), "the pod will not be adoptable")
+            }
+            Err(_) => {
+                tracing::warn!(pod = %name, "annotating the pod timed out; it will not be adoptable")
+            }
+        }
+        Ok(())
+    }
+
+    /// List the stack's pods: ready ones become [`AdoptedUnit`]s (and are watched as units),
+    /// the others are deleted.
+    async fn adopt_units(&self) -> Vec<AdoptedUnit> {
+        let pods = match self.list_pods().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the stack's pods to adopt them");
+                return Vec::new();
+            }
+        };
+        let mut adopted = Vec::new();
+        for pod in pods {
+            let Some(name) = pod.metadata.name.clone() else {
+                continue;
+            };
+            let ann = pod.metadata.annotations.clone().unwrap_or_default();
+            let unit = match (
+                assess(&pod, self.cfg.proxy_port),
+                ann.get(CONTAINER_ANNOTATION),
+                ann.get(KIND_ANNOTATION),
+            ) {
+                (Progress::Ready(address), Some(id), Some(kind))
+                    if self.cfg.pod_name(id) == name =>
+                {
+                    let action = match (ann.get(ACTION_ANNOTATION), ann.get(REVISION_ANNOTATION)) {
+                        (Some(f), Some(r)) => r.parse::<u64>().ok().map(|r| (f.clone(), r)),
+                        _ => None,
+                    };
+                    Some(AdoptedUnit {
+                        container_id: id.clone(),
+                        kind: kind.clone(),
+                        memory_mb: ann
+                            .get(MEMORY_ANNOTATION)
+                            .and_then(|m| m.parse().ok())
+                            .unwrap_or(256),
+                        address,
+                        action,
+                    })
+                }
+                _ => None,
+            };
+            match unit {
+                Some(u) => {
+                    lock(&self.tracked.units).insert(name.clone(), u.container_id.clone());
+                    lock(&self.tracked.addresses).insert(u.address.clone(), name);
+                    adopted.push(u);
+                }
+                None => {
+                    tracing::info!(pod = %name, "deleting an action pod that cannot be adopted");
+                    self.delete_now(&name).await;
+                }
+            }
+        }
+        adopted
     }
 
     /// Names of the stack's pods now.
@@ -788,7 +890,6 @@ async fn watch_pods(api: Api<Pod>, selector: String, tracked: Arc<Tracked>) {
     let config = watcher::Config::default().labels(&selector);
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
     let mut listed: HashSet<String> = HashSet::new();
-    let mut first_list = true;
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Init) => listed.clear(),
@@ -799,10 +900,6 @@ async fn watch_pods(api: Api<Pod>, selector: String, tracked: Arc<Tracked>) {
                 tracked.on_apply(&pod);
             }
             Ok(watcher::Event::InitDone) => {
-                if first_list {
-                    first_list = false;
-                    tracked.reap_orphans(&listed);
-                }
                 // Units whose pods vanished while the watch was down.
                 let gone: Vec<String> = lock(&tracked.units)
                     .keys()
@@ -827,6 +924,19 @@ async fn watch_pods(api: Api<Pod>, selector: String, tracked: Arc<Tracked>) {
 impl Backend for KubernetesBackend {
     fn start(&self, spec: UnitSpec) -> BoxFuture<'_, Result<Unit, StartError>> {
         Box::pin(self.start_unit(spec))
+    }
+
+    fn init(
+        &self,
+        address: String,
+        payload: Value,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), InitError>> {
+        Box::pin(self.init_unit(address, payload, timeout))
+    }
+
+    fn adopt(&self) -> BoxFuture<'_, Vec<AdoptedUnit>> {
+        Box::pin(self.adopt_units())
     }
 
     fn stop(&self, container_id: String) -> BoxFuture<'_, ()> {

@@ -36,6 +36,18 @@ pub struct Unit {
     pub address: String,
 }
 
+/// A unit found running when the control plane starts, left by its previous run (a restart or
+/// an upgrade), that the backend hands back instead of deleting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptedUnit {
+    pub container_id: String,
+    pub kind: String,
+    pub memory_mb: u32,
+    pub address: String,
+    /// The action (fully qualified name, revision) it was initialised with; `None` = stem cell.
+    pub action: Option<(String, u64)>,
+}
+
 /// Something that happened to a unit without the control plane asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendEvent {
@@ -74,6 +86,12 @@ pub trait Backend: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<(), InitError>> {
         Box::pin(http_init(address, payload, timeout))
+    }
+
+    /// Units left by a previous run that can be taken back; whatever else of ours the backend
+    /// finds it deletes. Called once, before any start. Default: nothing survives a restart.
+    fn adopt(&self) -> BoxFuture<'_, Vec<AdoptedUnit>> {
+        Box::pin(async { Vec::new() })
     }
 
     /// Stop a unit; no-op if unknown.
