@@ -95,6 +95,15 @@ fn spec(id: &str) -> UnitSpec {
     }
 }
 
+/// Alive = exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
 async fn health(address: &str) -> u16 {
     reqwest::Client::builder()
         .no_proxy()
@@ -145,18 +154,12 @@ async fn a_unit_is_a_ready_pod_and_stop_deletes_it() {
         cluster.standin.pod(NS, "whisk-wsk-aaa111").is_none()
     })
     .await;
-    assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
-            // A zombie is reaped by the stand-in shortly after; give it a moment.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline
-                && std::path::Path::new(&format!("/proc/{pid}")).exists()
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        }
-    );
+    wait_for(
+        "the pod's process to be gone",
+        Duration::from_secs(10),
+        || !alive(pid),
+    )
+    .await;
     let mut events = backend.take_events().unwrap();
     assert!(
         events.try_recv().is_err(),

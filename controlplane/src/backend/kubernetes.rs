@@ -542,9 +542,9 @@ impl Tracked {
                     lock(&self.addresses).insert(address.clone(), name.clone());
                 }
                 w.progress.send_replace(Some(progress.clone()));
-                return;
             }
         }
+        // Reported only if it was handed out (or is about to be: ready, then failed at once).
         if let Progress::Failed(reason) = progress {
             self.lost(&name, reason);
         }
