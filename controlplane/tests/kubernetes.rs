@@ -390,7 +390,7 @@ async fn hello_endpoint(cp: &whisk_controlplane::ControlPlaneHandle) -> (pb::End
     let code = "function main(params) { return { greeting: 'hello ' + params.name }; }";
     let (s, created) = guest
         .put(
-            "/api/v1/namespaces/_/actions/hello",
+            "/api/v1/namespaces/_/actions/hello?overwrite=true",
             json!({ "exec": { "kind": "nodejs:default", "code": code } }),
         )
         .await;
@@ -443,29 +443,66 @@ async fn the_control_plane_cold_starts_through_pods() {
     })
     .await;
     assert_eq!(cluster.pod_names().len(), 1);
+    let stem_id = cp.plane().container_ids()[0].0.clone();
 
     let (ep, revision) = hello_endpoint(&cp).await;
+    assert_eq!(
+        ep.container_id, stem_id,
+        "initialised from the stem-cell pod"
+    );
     let record = invoke(&ep.address, revision, "pod").await;
     assert_eq!(
         record["response"]["result"],
         json!({ "greeting": "hello pod" }),
         "{record}"
     );
+    let pod_of = |id: &str| {
+        cluster
+            .standin
+            .pods(NS)
+            .into_iter()
+            .find(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(CONTAINER_LABEL))
+                    .map(String::as_str)
+                    == Some(id)
+            })
+            .and_then(|p| p.metadata.name)
+    };
+    let annotations = cluster
+        .standin
+        .pod(NS, &pod_of(&ep.container_id).unwrap())
+        .and_then(|p| p.metadata.annotations)
+        .unwrap();
+    assert_eq!(annotations["whisk.apache.org/action"], "guest/hello");
+    wait_for("the stem pool to refill", Duration::from_secs(30), || {
+        stems() == 1
+    })
+    .await;
+
+    // GC: idle past the keep-alive, marked, swept: the pod is deleted.
+    let keep_alive = Duration::from_secs(600);
+    let t0 = Instant::now();
+    let r = cp
+        .plane()
+        .gc_tick_at(t0 + keep_alive + Duration::from_secs(1));
+    assert_eq!(r.marked, vec![ep.container_id.clone()]);
+    let r = cp
+        .plane()
+        .gc_tick_at(t0 + keep_alive + Duration::from_secs(60));
+    assert_eq!(r.swept, vec![ep.container_id.clone()]);
+    wait_for(
+        "the swept pod to be deleted",
+        Duration::from_secs(10),
+        || pod_of(&ep.container_id).is_none(),
+    )
+    .await;
 
     // A crashed pod's endpoint is removed.
-    let pod = cluster
-        .standin
-        .pods(NS)
-        .into_iter()
-        .find(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(CONTAINER_LABEL))
-                == Some(&ep.container_id)
-        })
-        .and_then(|p| p.metadata.name)
-        .expect("the warm container's pod");
+    let (ep, _) = hello_endpoint(&cp).await;
+    let pod = pod_of(&ep.container_id).expect("the warm container's pod");
     assert!(cluster.standin.kill_process(NS, &pod));
     wait_for(
         "the crashed pod's container to be removed",
