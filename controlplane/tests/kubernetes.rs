@@ -630,3 +630,65 @@ async fn a_restarted_control_plane_adopts_its_warm_pods() {
     cp.shutdown().await;
     assert!(cluster.pod_names().is_empty(), "{:?}", cluster.pod_names());
 }
+
+/// `whisk controlplane` and its children, killed on drop.
+struct Whisk(std::process::Child);
+
+impl Drop for Whisk {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whisk_controlplane_backend_kubernetes_finds_the_cluster_in_kubeconfig() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, cluster.standin.kubeconfig(NS)).unwrap();
+    let mut whisk = Whisk(
+        std::process::Command::new(env!("CARGO_BIN_EXE_whisk"))
+            .args(["controlplane", "--backend", "kubernetes", "--proxy-image"])
+            .arg(PROXY_IMAGE)
+            .args([
+                "--kube-namespace",
+                NS,
+                "--prewarm",
+                "nodejs:20=1",
+                "--gc-interval-secs",
+                "0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("whisk starts"),
+    );
+    let ready = || {
+        cluster.standin.pods(NS).iter().any(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+    };
+    wait_for("a ready stem-cell pod", Duration::from_secs(30), ready).await;
+    // SIGTERM: a clean shutdown deletes the pods.
+    // SAFETY: kill(2) on the child this test started and has not reaped.
+    unsafe {
+        libc::kill(whisk.0.id() as libc::pid_t, libc::SIGTERM);
+    }
+    wait_for("no pods after shutdown", Duration::from_secs(20), || {
+        cluster.pod_names().is_empty()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while whisk.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "whisk did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

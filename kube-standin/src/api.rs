@@ -271,6 +271,16 @@ impl KubeStandin {
         format!("http://{}", self.addr)
     }
 
+    /// A kubeconfig for this stand-in (its URL, token, and `namespace` as the default), so a
+    /// program finds it the way it finds a real cluster (`KUBECONFIG`).
+    pub fn kubeconfig(&self, namespace: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: {url}\nusers:\n- name: standin\n  user:\n    token: {token}\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    user: standin\n    namespace: {namespace}\ncurrent-context: standin\n",
+            url = self.url(),
+            token = self.shared.cfg.token,
+        )
+    }
+
     /// The bearer token the stand-in accepts.
     pub fn token(&self) -> &str {
         &self.shared.cfg.token
