@@ -32,6 +32,41 @@ pub enum CliError {
     Rejected(String),
 }
 
+/// The execution backend flags, shared by `whisk controlplane` and `whisk up`.
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// Execution backend.
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: BackendChoice,
+    /// Namespace of the action pods (--backend kubernetes).
+    #[arg(long, env = "WHISK_KUBE_NAMESPACE", default_value = "whisk-actions")]
+    pub kube_namespace: String,
+    /// Image of the container proxy sidecar (--backend kubernetes).
+    #[arg(long, env = "WHISK_PROXY_IMAGE")]
+    pub proxy_image: Option<String>,
+    /// Label value that tells this control plane's pods apart (--backend kubernetes).
+    #[arg(long, default_value = "whisk")]
+    pub kube_stack: String,
+}
+
+impl BackendArgs {
+    /// `Some` for `--backend kubernetes` (which needs `--proxy-image`).
+    pub fn kube_settings(self) -> Result<Option<KubeSettings>, CliError> {
+        if self.backend != BackendChoice::Kubernetes {
+            return Ok(None);
+        }
+        let proxy_image = self
+            .proxy_image
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| CliError::Invalid("--backend kubernetes needs --proxy-image".into()))?;
+        Ok(Some(KubeSettings {
+            namespace: self.kube_namespace,
+            proxy_image,
+            stack: self.kube_stack,
+        }))
+    }
+}
+
 /// `whisk controlplane`.
 #[derive(Debug, Clone, Args)]
 pub struct ControlPlaneArgs {
@@ -77,18 +112,9 @@ pub struct ControlPlaneArgs {
     /// Highest limits.concurrency an action may set.
     #[arg(long, default_value_t = 1)]
     pub max_action_concurrency: u32,
-    /// Execution backend.
-    #[arg(long, value_enum, default_value = "local")]
-    pub backend: BackendChoice,
-    /// Namespace of the action pods (--backend kubernetes).
-    #[arg(long, env = "WHISK_KUBE_NAMESPACE", default_value = "whisk-actions")]
-    pub kube_namespace: String,
-    /// Image of the container proxy sidecar (--backend kubernetes).
-    #[arg(long, env = "WHISK_PROXY_IMAGE")]
-    pub proxy_image: Option<String>,
-    /// Label value that tells this control plane's pods apart (--backend kubernetes).
-    #[arg(long, default_value = "whisk")]
-    pub kube_stack: String,
+    /// Where containers run.
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Seconds a container may take to become ready.
     #[arg(long, default_value_t = 30)]
     pub start_timeout_secs: u64,
@@ -115,16 +141,7 @@ impl ControlPlaneArgs {
         c.max_action_concurrency = self.max_action_concurrency;
         c.proxy_args = self.telemetry.to_args();
         c.start_timeout = Duration::from_secs(self.start_timeout_secs);
-        if self.backend == BackendChoice::Kubernetes {
-            let proxy_image = self.proxy_image.filter(|i| !i.is_empty()).ok_or_else(|| {
-                CliError::Invalid("--backend kubernetes needs --proxy-image".into())
-            })?;
-            c.kubernetes = Some(KubeSettings {
-                namespace: self.kube_namespace,
-                proxy_image,
-                stack: self.kube_stack,
-            });
-        }
+        c.kubernetes = self.backend.kube_settings()?;
         Ok(c)
     }
 }

@@ -60,6 +60,9 @@ pub struct UpArgs {
     /// Maximum number of containers.
     #[arg(long, default_value_t = 64)]
     pub max_containers: usize,
+    /// Where containers run: local processes (the default) or pods in a Kubernetes cluster.
+    #[command(flatten)]
+    pub backend: crate::cli::BackendArgs,
     /// Logs and traces (`--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`), passed on to the
     /// control plane's container proxies.
     #[command(flatten)]
@@ -127,6 +130,11 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     config.max_containers = args.max_containers;
     config.api_host = format!("http://{listen}");
     config.proxy_args = args.telemetry.to_args();
+    config.kubernetes = args
+        .backend
+        .clone()
+        .kube_settings()
+        .map_err(|e| UpError::Config(e.to_string()))?;
     let controlplane = crate::start(config).await?;
     tracing::info!(grpc = %controlplane.grpc_addr(), http = %controlplane.http_addr(), "control plane up");
 

@@ -686,7 +686,8 @@ async fn whisk_controlplane_backend_kubernetes_finds_the_cluster_in_kubeconfig()
         cluster.pod_names().is_empty()
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The servers get up to 5 s each to finish gracefully.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while whisk.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "whisk did not exit");
         tokio::time::sleep(Duration::from_millis(20)).await;
