@@ -649,14 +649,15 @@ impl KubernetesBackend {
         match created {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                lock(&self.tracked.waiters).remove(&name);
+                // A pod of that name that is not ours (409) must not count as this unit.
+                self.forget(&name);
                 return Err(StartError(api_error_text(
                     &format!("create pod {name}"),
                     &e,
                 )));
             }
             Err(_) => {
-                lock(&self.tracked.waiters).remove(&name);
+                self.forget(&name);
                 // It may have been created after all.
                 self.delete_now(&name).await;
                 return Err(StartError(format!(
@@ -695,9 +696,16 @@ impl KubernetesBackend {
                 }
             ),
         };
-        lock(&self.tracked.units).remove(&name);
+        self.forget(&name);
         self.delete_now(&name).await;
         Err(StartError(result))
+    }
+
+    /// Stop tracking a pod (waiter, unit, address) without deleting it.
+    fn forget(&self, name: &str) {
+        lock(&self.tracked.waiters).remove(name);
+        lock(&self.tracked.units).remove(name);
+        lock(&self.tracked.addresses).retain(|_, n| n != name);
     }
 
     /// Delete with grace 0, ignoring "not found"; logs other failures.
@@ -719,8 +727,7 @@ impl KubernetesBackend {
 
     async fn stop_unit(&self, container_id: String) {
         let name = self.cfg.pod_name(&container_id);
-        lock(&self.tracked.units).remove(&name);
-        lock(&self.tracked.addresses).retain(|_, n| *n != name);
+        self.forget(&name);
         let grace = u32::try_from(self.cfg.stop_grace.as_secs()).unwrap_or(5);
         self.delete(&name, grace).await;
     }
