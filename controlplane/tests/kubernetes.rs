@@ -693,3 +693,83 @@ async fn whisk_controlplane_backend_kubernetes_finds_the_cluster_in_kubeconfig()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_pod_is_reported_exited() {
+    let cluster = Cluster::start().await;
+    let backend = cluster.backend();
+    let mut events = backend.take_events().unwrap();
+    backend.start(spec("wsk-fff111")).await.expect("pod starts");
+    assert!(cluster.standin.evict(NS, "whisk-wsk-fff111"));
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an event within 10 s")
+        .expect("event stream open");
+    let BackendEvent::Exited {
+        container_id,
+        reason,
+    } = ev;
+    assert_eq!(container_id, "wsk-fff111");
+    assert!(reason.contains("Evicted"), "{reason}");
+    wait_for(
+        "the evicted pod to be deleted",
+        Duration::from_secs(10),
+        || cluster.standin.pod(NS, "whisk-wsk-fff111").is_none(),
+    )
+    .await;
+    backend.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exceeded_quota_is_a_clear_cold_start_error() {
+    let mut cfg = StandinConfig::new(TOKEN);
+    cfg.pod_quota = Some(1);
+    let cluster = Cluster::with(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.prewarm = vec![("python:3".into(), 1)];
+    let cp = whisk_controlplane::start_with_backend(config, Arc::new(cluster.backend()))
+        .await
+        .unwrap();
+    wait_for("the python stem-cell pod", Duration::from_secs(30), || {
+        cp.plane()
+            .container_ids()
+            .iter()
+            .any(|(_, s, _)| *s == State::Stem)
+    })
+    .await;
+    // The nodejs action needs a new pod; the namespace's quota is used up.
+    let guest = Api::new(&cp, Some("guest"));
+    let (s, b) = guest
+        .put(
+            "/api/v1/namespaces/_/actions/hello",
+            json!({ "exec": { "kind": "nodejs:default", "code": "function main() { return {}; }" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut client = grpc(&cp).await;
+    let started = Instant::now();
+    let outcome = client
+        .cold_start(pb::ColdStartRequest {
+            action_fqn: "guest/hello".into(),
+            deadline_unix_ms: now_ms() + 30_000,
+            router_id: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+    match outcome {
+        pb::cold_start_response::Outcome::Error(e) => {
+            assert!(
+                e.message.contains("403") && e.message.contains("exceeded quota"),
+                "{e:?}"
+            );
+        }
+        pb::cold_start_response::Outcome::Endpoint(e) => panic!("started beyond the quota: {e:?}"),
+    }
+    cp.shutdown().await;
+    assert!(cluster.pod_names().is_empty());
+}

@@ -42,6 +42,8 @@ pub struct StandinConfig {
     pub bookmark_interval: Duration,
     /// Watch events kept; older resource versions answer 410 Gone.
     pub history_limit: usize,
+    /// A `ResourceQuota` on the number of pods per namespace: a create beyond it is 403.
+    pub pod_quota: Option<usize>,
 }
 
 impl StandinConfig {
@@ -52,6 +54,7 @@ impl StandinConfig {
             unpullable: Vec::new(),
             bookmark_interval: Duration::from_secs(1),
             history_limit: 1000,
+            pod_quota: None,
         }
     }
 
@@ -341,6 +344,30 @@ impl KubeStandin {
         lock(&self.shared.inner).gone
     }
 
+    /// Evict a pod as the kubelet does under node pressure: its containers are killed and it
+    /// turns Failed with reason `Evicted` (it stays until deleted).
+    pub fn evict(&self, ns: &str, name: &str) -> bool {
+        let evicted = self
+            .shared
+            .update_pod(ns, name, |p| {
+                let st = p.status.get_or_insert_with(Default::default);
+                st.phase = Some("Failed".into());
+                st.reason = Some("Evicted".into());
+                st.message = Some("The node was low on resource: memory.".into());
+                if let Some(conds) = st.conditions.as_mut() {
+                    for c in conds
+                        .iter_mut()
+                        .filter(|c| c.type_ == "Ready" || c.type_ == "ContainersReady")
+                    {
+                        c.status = "False".into();
+                    }
+                }
+            })
+            .is_some();
+        self.kill_process(ns, name);
+        evicted
+    }
+
     /// Pid of every container process still running.
     pub fn pids(&self) -> Vec<u32> {
         lock(&self.shared.kubelets)
@@ -488,6 +515,19 @@ async fn create(State(s): State<Arc<Shared>>, Path(ns): Path<String>, body: Byte
                 409,
                 "AlreadyExists",
                 format!("pods \"{name}\" already exists"),
+                json!({ "name": name, "kind": "pods" }),
+            );
+        }
+        let used = inner.pods.keys().filter(|(n, _)| *n == ns).count();
+        if let Some(limit) = s.cfg.pod_quota
+            && used >= limit
+        {
+            return status(
+                403,
+                "Forbidden",
+                format!(
+                    "pods \"{name}\" is forbidden: exceeded quota: pod-quota, requested: pods=1, used: pods={used}, limited: pods={limit}"
+                ),
                 json!({ "name": name, "kind": "pods" }),
             );
         }
