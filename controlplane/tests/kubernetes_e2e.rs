@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use whisk_kube_standin::{KubeStandin, StandinConfig};
+use whisk_kube_standin::{Fault, KubeStandin, StandinConfig, Verb};
 use whisk_stack::child::spawn_announcing;
 
 const GUEST: (&str, &str) = (
@@ -181,6 +181,39 @@ async fn openwhisk_calls_run_in_pods() {
         record["response"]["result"],
         json!({ "greeting": "hello later" })
     );
+
+    // The API server refuses the next pod (quota): the client gets an OpenWhisk-shaped 503 with
+    // a Retry-After at once, not a hang. (No python stem cell: the action needs a new pod.)
+    let (s, b) = call(
+        &http,
+        Method::PUT,
+        format!("{actions}/py?overwrite=true"),
+        Some(json!({ "exec": { "kind": "python:3", "code": "def main(a):\n    return a\n" } })),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    standin.inject(Fault {
+        verb: Verb::Create,
+        code: 403,
+        times: 1,
+    });
+    let started = Instant::now();
+    let resp = http
+        .post(format!("{actions}/py?blocking=true&result=true"))
+        .basic_auth(GUEST.0, Some(GUEST.1))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "{:?}",
+        resp.headers()
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(20));
 
     up.stop(Duration::from_secs(20)).await;
     assert!(
