@@ -1,6 +1,7 @@
 //! End to end with the Kubernetes backend: `whisk up --backend kubernetes` (real Envoy, the
 //! router, the control plane) finds the stand-in cluster through `KUBECONFIG`, and OpenWhisk
-//! clients' calls run in pods: create, invoke cold and warm, a sequence, a non-blocking invoke;
+//! clients' calls run in pods: create, invoke cold and warm, a sequence, a non-blocking invoke,
+//! an API-server refusal answered 503, a crashed pod replaced, idle pods swept by the GC;
 //! stopping the stack leaves no pod behind.
 
 use std::time::{Duration, Instant};
@@ -63,6 +64,15 @@ async fn openwhisk_calls_run_in_pods() {
         .args(["--port", "0", "--prewarm", "nodejs:20=1"])
         .args(["--backend", "kubernetes", "--kube-namespace", NS])
         .args(["--proxy-image", PROXY_IMAGE])
+        // GC quickly: idle 5 s → marked, swept 1 s later.
+        .args([
+            "--keep-alive-secs",
+            "2",
+            "--sweep-grace-secs",
+            "1",
+            "--gc-interval-secs",
+            "1",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .env("KUBECONFIG", &kubeconfig)
@@ -214,6 +224,57 @@ async fn openwhisk_calls_run_in_pods() {
     let body: Value = resp.json().await.unwrap();
     assert!(body["error"].is_string(), "{body}");
     assert!(started.elapsed() < Duration::from_secs(20));
+
+    // A warm pod that crashes: its endpoint goes, and the next invoke runs elsewhere.
+    let hello_pods = || {
+        standin
+            .pods(NS)
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("whisk.apache.org/action"))
+                    .map(String::as_str)
+                    == Some("guest/hello")
+            })
+            .filter_map(|p| p.metadata.name)
+            .collect::<Vec<_>>()
+    };
+    let crashed = hello_pods();
+    assert!(!crashed.is_empty());
+    for pod in &crashed {
+        assert!(standin.kill_process(NS, pod));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hello_pods().iter().any(|p| crashed.contains(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "the crashed pods were never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, b) = call(
+        &http,
+        Method::POST,
+        format!("{actions}/hello?blocking=true&result=true"),
+        Some(json!({ "name": "elsewhere" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b, json!({ "greeting": "hello elsewhere" }));
+    assert!(hello_pods().iter().all(|p| !crashed.contains(p)));
+
+    // GC: idle warm pods are swept (deleted); the stem cell stays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !hello_pods().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "idle pods were never swept: {:?}",
+            hello_pods()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     up.stop(Duration::from_secs(20)).await;
     assert!(
