@@ -67,7 +67,7 @@ async fn openwhisk_calls_run_in_pods() {
         // GC quickly: idle 5 s → marked, swept 1 s later.
         .args([
             "--keep-alive-secs",
-            "2",
+            "5",
             "--sweep-grace-secs",
             "1",
             "--gc-interval-secs",
