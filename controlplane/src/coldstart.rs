@@ -218,7 +218,13 @@ impl Plane {
         let memory = action.limits.memory;
 
         // A stem cell of this kind, if one is warm.
-        let stem = self.pool().take_stem(&action.exec.kind);
+        // A stem cell whose memory is fixed at start (a pod's limit) must be big enough.
+        let needed = if self.backend.memory_fixed_at_start() {
+            memory
+        } else {
+            0
+        };
+        let stem = self.pool().take_stem_of_at_least(&action.exec.kind, needed);
         let (id, address) = match stem {
             Some(stem) => {
                 *source = "stem_cell";

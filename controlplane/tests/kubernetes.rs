@@ -773,3 +773,63 @@ async fn an_exceeded_quota_is_a_clear_cold_start_error() {
     cp.shutdown().await;
     assert!(cluster.pod_names().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_bigger_than_the_stem_cell_gets_its_own_pod() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.prewarm = vec![("nodejs:20".into(), 1)];
+    let cp = whisk_controlplane::start_with_backend(config, Arc::new(cluster.backend()))
+        .await
+        .unwrap();
+    wait_for("a nodejs stem-cell pod", Duration::from_secs(30), || {
+        cp.plane()
+            .container_ids()
+            .iter()
+            .any(|(_, s, _)| *s == State::Stem)
+    })
+    .await;
+    let stem_id = cp.plane().container_ids()[0].0.clone();
+    let guest = Api::new(&cp, Some("guest"));
+    let (s, b) = guest
+        .put(
+            "/api/v1/namespaces/_/actions/big",
+            json!({
+                "exec": { "kind": "nodejs:20", "code": "function main() { return { ok: true }; }" },
+                "limits": { "memory": 512 }
+            }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut client = grpc(&cp).await;
+    let outcome = client
+        .cold_start(pb::ColdStartRequest {
+            action_fqn: "guest/big".into(),
+            deadline_unix_ms: now_ms() + 30_000,
+            router_id: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap();
+    let pb::cold_start_response::Outcome::Endpoint(ep) = outcome else {
+        panic!("cold start failed: {outcome:?}");
+    };
+    assert_ne!(
+        ep.container_id, stem_id,
+        "a 256 MB stem cell cannot hold 512 MB"
+    );
+    let pod = cluster
+        .standin
+        .pod(NS, &format!("whisk-{}", ep.container_id))
+        .expect("the action's pod");
+    let runtime = &pod.spec.unwrap().containers[0];
+    assert_eq!(
+        runtime.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
+        "512Mi"
+    );
+    cp.shutdown().await;
+    assert!(cluster.pod_names().is_empty());
+}

@@ -53,7 +53,7 @@ pub const KIND_LABEL: &str = "whisk.apache.org/kind";
 /// Annotation with the exact container id and kind.
 pub const CONTAINER_ANNOTATION: &str = "whisk.apache.org/container-id";
 pub const KIND_ANNOTATION: &str = "whisk.apache.org/kind";
-/// Memory limit (MB) the pod was created with, or of the action it was initialised with.
+/// Memory limit (MB) the pod was created with.
 pub const MEMORY_ANNOTATION: &str = "whisk.apache.org/memory-mb";
 /// The action a pod was initialised with (its fully qualified name) and its revision.
 pub const ACTION_ANNOTATION: &str = "whisk.apache.org/action";
@@ -751,9 +751,6 @@ impl KubernetesBackend {
         let mut annotations = serde_json::Map::new();
         annotations.insert(ACTION_ANNOTATION.into(), fqn.into());
         annotations.insert(REVISION_ANNOTATION.into(), revision.to_string().into());
-        if let Some(m) = action["limits"]["memory"].as_u64() {
-            annotations.insert(MEMORY_ANNOTATION.into(), m.to_string().into());
-        }
         let patch = json!({
             "metadata": {
                 "annotations": annotations,
@@ -944,6 +941,10 @@ impl Backend for KubernetesBackend {
 
     fn adopt(&self) -> BoxFuture<'_, Vec<AdoptedUnit>> {
         Box::pin(self.adopt_units())
+    }
+
+    fn memory_fixed_at_start(&self) -> bool {
+        true
     }
 
     fn stop(&self, container_id: String) -> BoxFuture<'_, ()> {

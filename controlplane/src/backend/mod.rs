@@ -94,6 +94,12 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(async { Vec::new() })
     }
 
+    /// Whether a unit's memory limit is set when it starts and cannot change (a pod's), so a
+    /// stem cell can only take actions that fit in it. Default: no (local processes).
+    fn memory_fixed_at_start(&self) -> bool {
+        false
+    }
+
     /// Stop a unit; no-op if unknown.
     fn stop(&self, container_id: String) -> BoxFuture<'_, ()>;
 
