@@ -332,7 +332,8 @@ impl Plane {
                             revision: *revision,
                             capacity: a.limits.concurrency.max(1),
                         }),
-                        memory_mb: a.limits.memory,
+                        // The unit's own limit when it has one (a pod's), else the action's.
+                        memory_mb: u.memory_mb.max(a.limits.memory),
                         state: State::Ready,
                         last_activity: Instant::now(),
                     }),
