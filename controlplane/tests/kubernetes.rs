@@ -477,6 +477,16 @@ async fn the_control_plane_cold_starts_through_pods() {
         .and_then(|p| p.metadata.annotations)
         .unwrap();
     assert_eq!(annotations["whisk.apache.org/action"], "guest/hello");
+    let labels = cluster
+        .standin
+        .pod(NS, &pod_of(&ep.container_id).unwrap())
+        .and_then(|p| p.metadata.labels)
+        .unwrap();
+    assert_eq!(labels["whisk.apache.org/action"], "guest.hello");
+    assert_eq!(
+        labels["whisk.apache.org/action-revision"],
+        revision.to_string()
+    );
     wait_for("the stem pool to refill", Duration::from_secs(30), || {
         stems() == 1
     })

@@ -60,6 +60,8 @@ pub const ACTION_ANNOTATION: &str = "whisk.apache.org/action";
 pub const REVISION_ANNOTATION: &str = "whisk.apache.org/action-revision";
 /// Label with the action (`namespace.package.name`, sanitised), for operators' selectors.
 pub const ACTION_LABEL: &str = "whisk.apache.org/action";
+/// Label with the action revision the pod serves.
+pub const REVISION_LABEL: &str = "whisk.apache.org/action-revision";
 /// Set only by the test stand-in (all its pods share 127.0.0.1): `containerPort=hostPort,...`.
 /// A real kubelet never sets it, and the proxy is at `podIP:<proxy port>`.
 pub const PORT_MAP_ANNOTATION: &str = "standin.whisk.apache.org/port-map";
@@ -754,7 +756,10 @@ impl KubernetesBackend {
         let patch = json!({
             "metadata": {
                 "annotations": annotations,
-                "labels": { ACTION_LABEL: label_value(&fqn.replace('/', ".")) },
+                "labels": {
+                    ACTION_LABEL: label_value(&fqn.replace('/', ".")),
+                    REVISION_LABEL: revision.to_string(),
+                },
             }
         });
         let patched = tokio::time::timeout(
