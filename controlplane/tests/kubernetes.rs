@@ -187,6 +187,10 @@ async fn a_crashed_pod_is_reported_exited() {
     assert!(reason.contains("failed"), "{reason}");
     backend.shutdown().await;
     assert!(cluster.pod_names().is_empty(), "{:?}", cluster.pod_names());
+    // A backend that shut down starts nothing (no stem-cell refill races the shutdown).
+    let e = backend.start(spec("wsk-bbb333")).await.unwrap_err().0;
+    assert!(e.contains("shutting down"), "{e}");
+    assert!(cluster.pod_names().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

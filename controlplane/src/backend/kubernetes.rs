@@ -23,6 +23,7 @@
 //! that say what happened; every API call has a deadline, so nothing hangs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -526,6 +527,8 @@ struct Tracked {
     proxy_port: u16,
     /// To delete the pods of lost units (a Failed pod stays until deleted).
     api: Api<Pod>,
+    /// Set by `shutdown`: no new starts, and the pods going away are not news.
+    closing: AtomicBool,
 }
 
 impl Tracked {
@@ -571,6 +574,9 @@ impl Tracked {
     fn lost(&self, name: &str, reason: String) {
         lock(&self.addresses).retain(|_, n| n != name);
         let id = lock(&self.units).remove(name);
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(container_id) = id {
             tracing::warn!(pod = name, %container_id, %reason, "action pod lost");
             self.delete_in_background(name.to_string());
@@ -603,6 +609,7 @@ impl KubernetesBackend {
             events_tx,
             proxy_port: cfg.proxy_port,
             api: api.clone(),
+            closing: AtomicBool::new(false),
         });
         let watch_task = tokio::spawn(watch_pods(api.clone(), cfg.selector(), tracked.clone()));
         Self {
@@ -632,6 +639,9 @@ impl KubernetesBackend {
     }
 
     async fn start_unit(&self, spec: UnitSpec) -> Result<Unit, StartError> {
+        if self.tracked.closing.load(Ordering::SeqCst) {
+            return Err(StartError("the Kubernetes backend is shutting down".into()));
+        }
         let pod = self.cfg.pod(&spec)?;
         let name = self.cfg.pod_name(&spec.container_id);
         let deadline = Instant::now() + self.cfg.start_timeout;
@@ -847,6 +857,7 @@ impl KubernetesBackend {
     }
 
     async fn stop_all(&self) {
+        self.tracked.closing.store(true, Ordering::SeqCst);
         lock(&self.tracked.units).clear();
         let grace = u32::try_from(self.cfg.stop_grace.as_secs()).unwrap_or(5);
         let deadline = Instant::now() + self.cfg.stop_grace + self.cfg.api_timeout;
