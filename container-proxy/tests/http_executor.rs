@@ -18,6 +18,11 @@ struct Runtime {
 }
 
 async fn start_runtime() -> (String, Arc<Mutex<Runtime>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_runtime_on(listener)
+}
+
+fn start_runtime_on(listener: tokio::net::TcpListener) -> (String, Arc<Mutex<Runtime>>) {
     let state = Arc::new(Mutex::new(Runtime::default()));
     let s_init = state.clone();
     let s_run = state.clone();
@@ -75,7 +80,6 @@ async fn start_runtime() -> (String, Arc<Mutex<Runtime>>) {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, state)
@@ -163,4 +167,44 @@ async fn http_runtime_init_failure_is_502() {
         body,
         json!({"error": "Initialization has failed due to: broken"})
     );
+}
+
+/// A sidecar proxy may be asked to initialise before the runtime container listens: `/init`
+/// waits for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_runtime_init_waits_for_the_runtime_to_listen() {
+    let cp = ControlPlaneStub::start().await;
+    // A port nobody listens on yet (the runtime binds it later).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}");
+    let proxy = ProxyProcess::spawn(
+        &[
+            "--executor",
+            "http",
+            "--runtime-url",
+            &url,
+            "--controlplane",
+            &cp.url(),
+            "--kind",
+            "nodejs:20",
+        ],
+        &[],
+    );
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let late_runtime = tokio::spawn(async move {
+        // Started only once the proxy has been asked to initialise.
+        started_rx.await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        start_runtime_on(listener)
+    });
+    let init = proxy.init(action("hello", "nodejs:20", "the code"));
+    let _ = started_tx.send(());
+    let (status, body) = init.await;
+    assert_eq!(status, 200, "{body}");
+    let (_, runtime) = late_runtime.await.unwrap();
+    assert!(runtime.lock().unwrap().init.is_some());
 }

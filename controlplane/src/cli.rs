@@ -9,7 +9,17 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::config::{Config, parse_prewarm};
+use crate::config::{Config, KubeSettings, parse_prewarm};
+
+/// Where containers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Child processes on this machine.
+    Local,
+    /// Pods in a Kubernetes cluster (kubeconfig from KUBECONFIG or ~/.kube/config, else the
+    /// in-cluster service account).
+    Kubernetes,
+}
 
 /// Errors of the command-line surfaces.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +30,41 @@ pub enum CliError {
     Http(#[from] reqwest::Error),
     #[error("{0}")]
     Rejected(String),
+}
+
+/// The execution backend flags, shared by `whisk controlplane` and `whisk up`.
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// Execution backend.
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: BackendChoice,
+    /// Namespace of the action pods (--backend kubernetes).
+    #[arg(long, env = "WHISK_KUBE_NAMESPACE", default_value = "whisk-actions")]
+    pub kube_namespace: String,
+    /// Image of the container proxy sidecar (--backend kubernetes).
+    #[arg(long, env = "WHISK_PROXY_IMAGE")]
+    pub proxy_image: Option<String>,
+    /// Label value that tells this control plane's pods apart (--backend kubernetes).
+    #[arg(long, default_value = "whisk")]
+    pub kube_stack: String,
+}
+
+impl BackendArgs {
+    /// `Some` for `--backend kubernetes` (which needs `--proxy-image`).
+    pub fn kube_settings(self) -> Result<Option<KubeSettings>, CliError> {
+        if self.backend != BackendChoice::Kubernetes {
+            return Ok(None);
+        }
+        let proxy_image = self
+            .proxy_image
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| CliError::Invalid("--backend kubernetes needs --proxy-image".into()))?;
+        Ok(Some(KubeSettings {
+            namespace: self.kube_namespace,
+            proxy_image,
+            stack: self.kube_stack,
+        }))
+    }
 }
 
 /// `whisk controlplane`.
@@ -67,6 +112,12 @@ pub struct ControlPlaneArgs {
     /// Highest limits.concurrency an action may set.
     #[arg(long, default_value_t = 1)]
     pub max_action_concurrency: u32,
+    /// Where containers run.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Seconds a container may take to become ready.
+    #[arg(long, default_value_t = 30)]
+    pub start_timeout_secs: u64,
     /// Logs and traces; passed on to every container proxy started.
     #[command(flatten)]
     pub telemetry: whisk_telemetry::TelemetryArgs,
@@ -89,6 +140,8 @@ impl ControlPlaneArgs {
         c.activations_per_namespace = self.activations_per_namespace;
         c.max_action_concurrency = self.max_action_concurrency;
         c.proxy_args = self.telemetry.to_args();
+        c.start_timeout = Duration::from_secs(self.start_timeout_secs);
+        c.kubernetes = self.backend.kube_settings()?;
         Ok(c)
     }
 }
@@ -253,5 +306,46 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
         )
         .await?
         .to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: super::ControlPlaneArgs,
+    }
+
+    #[test]
+    fn the_kubernetes_backend_is_selected_by_flag() {
+        let local = Cmd::parse_from(["whisk"]).args.into_config().unwrap();
+        assert!(local.kubernetes.is_none());
+        let k = Cmd::parse_from([
+            "whisk",
+            "--backend",
+            "kubernetes",
+            "--kube-namespace",
+            "actions",
+            "--proxy-image",
+            "registry/whisk-proxy:1",
+        ])
+        .args
+        .into_config()
+        .unwrap()
+        .kubernetes
+        .unwrap();
+        assert_eq!(k.namespace, "actions");
+        assert_eq!(k.proxy_image, "registry/whisk-proxy:1");
+        assert_eq!(k.stack, "whisk");
+        assert!(
+            Cmd::parse_from(["whisk", "--backend", "kubernetes"])
+                .args
+                .into_config()
+                .is_err(),
+            "a proxy image is required"
+        );
     }
 }

@@ -179,13 +179,23 @@ async fn start_for_inner(
     let memory = action.limits.memory;
 
     // A stem cell of this kind, if one is warm.
-    let stem = plane.pool().take_stem(&action.exec.kind);
+    // A stem cell whose memory is fixed at start (a pod's limit) must be big enough.
+    let fixed = plane.backend.memory_fixed_at_start();
+    let needed = if fixed { memory } else { 0 };
+    let stem = plane
+        .pool()
+        .take_stem_of_at_least(&action.exec.kind, needed);
     let (id, address) = match stem {
         Some(stem) => {
             *source = "stem_cell";
             let mut c = stem.clone();
             c.action = Some(assigned.clone());
-            c.memory_mb = memory;
+            // A pod keeps its limit: account for what it really holds.
+            c.memory_mb = if fixed {
+                stem.memory_mb.max(memory)
+            } else {
+                memory
+            };
             c.state = State::Starting;
             if let Err(e) = reserve(&plane, c, stem.memory_mb) {
                 plane.pool().remove(&stem.id);

@@ -51,6 +51,19 @@ pub struct Config {
     /// Extra arguments for every container proxy started (the telemetry flags:
     /// `--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`).
     pub proxy_args: Vec<String>,
+    /// Run containers as pods in a Kubernetes cluster instead of local processes.
+    pub kubernetes: Option<KubeSettings>,
+}
+
+/// Where action pods go when the Kubernetes backend is selected.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// Namespace of the action pods.
+    pub namespace: String,
+    /// Image of the container proxy sidecar.
+    pub proxy_image: String,
+    /// Label value telling this control plane's pods from others' in the namespace.
+    pub stack: String,
 }
 
 impl Config {
@@ -79,6 +92,7 @@ impl Config {
             max_action_concurrency: 1,
             seed_guest: true,
             proxy_args: Vec::new(),
+            kubernetes: None,
         }
     }
 

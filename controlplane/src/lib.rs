@@ -55,6 +55,8 @@ pub enum StartError {
     },
     #[error("cannot initialise: {0}")]
     Init(#[from] plane::PlaneError),
+    #[error("cannot set up the execution backend: {0}")]
+    Backend(String),
 }
 
 /// A running control plane.
@@ -128,8 +130,21 @@ impl Drop for ControlPlaneHandle {
     }
 }
 
-/// Start the control plane with the local (child process) backend.
+/// Start the control plane with the backend the configuration selects: pods in a Kubernetes
+/// cluster (kubeconfig or in-cluster configuration) if `config.kubernetes` is set, else local
+/// child processes.
 pub async fn start(config: Config) -> Result<ControlPlaneHandle, StartError> {
+    if let Some(k) = config.kubernetes.clone() {
+        let mut kc = backend::KubeBackendConfig::new(k.namespace, k.proxy_image);
+        kc.stack = k.stack;
+        kc.api_host = config.api_host.clone();
+        kc.start_timeout = config.start_timeout;
+        kc.proxy_args = config.proxy_args.clone();
+        let backend = backend::KubernetesBackend::infer(kc)
+            .await
+            .map_err(|e| StartError::Backend(e.to_string()))?;
+        return start_with_backend(config, Arc::new(backend)).await;
+    }
     let backend = Arc::new(
         LocalBackend::new(
             config.resolved_proxy_bin(),
@@ -245,6 +260,7 @@ pub async fn start_with_backend(
         }
     }));
 
+    plane.adopt_units().await;
     plane.refill_stems();
     tracing::info!(%grpc_addr, %http_addr, "control plane started");
     Ok(ControlPlaneHandle {
@@ -258,18 +274,25 @@ pub async fn start_with_backend(
     })
 }
 
-/// Resolves on SIGTERM or SIGINT (for binaries hosting the control plane).
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGTERM or SIGINT (for binaries hosting the control plane). The handlers are
+/// installed when this is called, not when it is first awaited: call it before starting anything,
+/// so a SIGTERM that arrives during start-up still means a clean shutdown.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(term) => {}
+            _ = wait(int) => {}
         }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

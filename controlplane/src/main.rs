@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Bring up the whole stack (Envoy, router, control plane, local backend) and supervise it.
+    /// Bring up the whole stack (Envoy, router, control plane, local or Kubernetes backend) and supervise it.
     Up(whisk_controlplane::up::UpArgs),
     /// Run the control plane.
     Controlplane(ControlPlaneArgs),
@@ -46,12 +46,13 @@ async fn main() -> anyhow::Result<()> {
             )
             .context("setting up logs and traces")?;
             let config = args.into_config()?;
+            let stop = whisk_controlplane::shutdown_signal();
             let handle = whisk_controlplane::start(config)
                 .await
                 .context("starting the control plane")?;
             println!("WHISK_CONTROLPLANE_GRPC {}", handle.grpc_addr());
             println!("WHISK_CONTROLPLANE_HTTP {}", handle.http_addr());
-            whisk_controlplane::shutdown_signal().await;
+            stop.await;
             handle.shutdown().await;
         }
         Command::Admin(args) => {

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::gc::{self, GcReport};
 use crate::metrics::{ControlPlaneMetrics, StateSnapshot};
 use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc};
-use crate::pool::{Container, Pool, State, new_container_id};
+use crate::pool::{Assigned, Container, Pool, State, new_container_id};
 use crate::push::{Delta, PushHub};
 use crate::starts::StartGate;
 use crate::store::{Store, StoreError};
@@ -353,6 +353,55 @@ impl Plane {
                 plane.refill_stems();
             }
         }))
+    }
+
+    /// Take back the units the backend kept from a previous run: stem cells as stem cells, warm
+    /// containers of an action revision that still exists as warm containers (published to the
+    /// routers); the rest, and what does not fit, is stopped.
+    pub async fn adopt_units(self: &Arc<Self>) {
+        for u in self.backend.adopt().await {
+            let container = match &u.action {
+                None => Some(Container {
+                    id: u.container_id.clone(),
+                    kind: u.kind.clone(),
+                    address: Some(u.address.clone()),
+                    action: None,
+                    memory_mb: u.memory_mb,
+                    state: State::Stem,
+                    last_activity: Instant::now(),
+                }),
+                Some((fqn, revision)) => match self.store.get_action(fqn) {
+                    Ok(Some(a)) if a.revision == *revision => Some(Container {
+                        id: u.container_id.clone(),
+                        kind: u.kind.clone(),
+                        address: Some(u.address.clone()),
+                        action: Some(Assigned {
+                            fqn: fqn.clone(),
+                            revision: *revision,
+                            capacity: a.limits.concurrency.max(1),
+                        }),
+                        // The unit's own limit when it has one (a pod's), else the action's.
+                        memory_mb: u.memory_mb.max(a.limits.memory),
+                        state: State::Ready,
+                        last_activity: Instant::now(),
+                    }),
+                    _ => None,
+                },
+            };
+            let fits = container
+                .as_ref()
+                .is_some_and(|c| self.pool().has_room(c.memory_mb, 0));
+            match container {
+                Some(c) if fits => {
+                    tracing::info!(container_id = %c.id, action = ?u.action, "adopted a running container");
+                    self.put_container(c);
+                }
+                _ => {
+                    tracing::info!(container_id = %u.container_id, "stopping a container left by a previous run");
+                    self.backend.stop(u.container_id).await;
+                }
+            }
+        }
     }
 
     /// Start stem cells until every prewarm pool has its configured size (within capacity).

@@ -147,10 +147,21 @@ impl Pool {
 
     /// Take a stem cell of `kind`: it becomes `Starting` (reserved for the caller).
     pub fn take_stem(&mut self, kind: &str) -> Option<Container> {
+        self.take_stem_of_at_least(kind, 0)
+    }
+
+    /// Take a stem cell of `kind` started with at least `memory_mb` (for backends whose
+    /// containers cannot grow after start, such as pods with a memory limit).
+    pub fn take_stem_of_at_least(&mut self, kind: &str, memory_mb: u32) -> Option<Container> {
         let id = self
             .containers
             .values()
-            .filter(|c| c.state == State::Stem && c.kind == kind && c.address.is_some())
+            .filter(|c| {
+                c.state == State::Stem
+                    && c.kind == kind
+                    && c.address.is_some()
+                    && c.memory_mb >= memory_mb
+            })
             .map(|c| c.id.clone())
             .next()?;
         let c = self.containers.get_mut(&id)?;

@@ -55,9 +55,18 @@ pub struct UpArgs {
     /// Seconds without activity before an idle container is marked for removal.
     #[arg(long, default_value_t = 600)]
     pub keep_alive_secs: u64,
+    /// Seconds a marked container is kept before it is swept.
+    #[arg(long, default_value_t = 30)]
+    pub sweep_grace_secs: u64,
+    /// Seconds between garbage-collector passes.
+    #[arg(long, default_value_t = 5)]
+    pub gc_interval_secs: u64,
     /// Maximum number of containers.
     #[arg(long, default_value_t = 64)]
     pub max_containers: usize,
+    /// Where containers run: local processes (the default) or pods in a Kubernetes cluster.
+    #[command(flatten)]
+    pub backend: crate::cli::BackendArgs,
     /// Logs and traces (`--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`), passed on to the
     /// control plane's container proxies.
     #[command(flatten)]
@@ -122,9 +131,16 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     config.logs_dir = Some(logs.join("containers"));
     config.prewarm = parse_prewarm(&args.prewarm).map_err(UpError::Config)?;
     config.keep_alive = Duration::from_secs(args.keep_alive_secs);
+    config.sweep_grace = Duration::from_secs(args.sweep_grace_secs);
+    config.gc_interval = Duration::from_secs(args.gc_interval_secs);
     config.max_containers = args.max_containers;
     config.api_host = format!("http://{listen}");
     config.proxy_args = args.telemetry.to_args();
+    config.kubernetes = args
+        .backend
+        .clone()
+        .kube_settings()
+        .map_err(|e| UpError::Config(e.to_string()))?;
     let controlplane = crate::start(config).await?;
     tracing::info!(grpc = %controlplane.grpc_addr(), http = %controlplane.http_addr(), "control plane up");
 

@@ -1,6 +1,9 @@
 //! The HTTP executor: an OpenWhisk runtime in the same pod (`--runtime-url`, by default
 //! `http://127.0.0.1:8080`) driven with `POST /init` and `POST /run` as in compat §6.
 //!
+//! The runtime may start after the proxy (a sidecar in the same pod): `/init` waits for it to
+//! accept connections, up to the init timeout.
+//!
 //! The runtime's stdout/stderr are not ours, so its activations carry no logs. A runtime that
 //! times out or stops answering cannot be replaced from here: the container is reported unusable.
 
@@ -12,6 +15,9 @@ use serde_json::{Value, json};
 use super::{Executor, InitError, InitPayload, RunOutcome, RunRequest};
 use crate::record::{RunResponse, init_timeout_message};
 use crate::report::Reporter;
+
+/// How often `/init` is retried while the runtime does not accept connections yet.
+const RUNTIME_POLL: Duration = Duration::from_millis(50);
 
 /// Errors building the executor.
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +55,28 @@ impl HttpExecutor {
             "code": payload.code,
             "env": Value::Object(payload.env),
         }});
-        let send = self
-            .client
-            .post(format!("{}/init", self.base))
-            .json(&body)
-            .timeout(payload.timeout)
-            .send();
-        let resp = match send.await {
+        // In a pod the runtime container may still be starting: as OpenWhisk does, "connection
+        // refused" means not yet listening, and `/init` is retried until its timeout.
+        let deadline = tokio::time::Instant::now() + payload.timeout;
+        let sent = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = self
+                .client
+                .post(format!("{}/init", self.base))
+                .json(&body)
+                .timeout(left.max(Duration::from_millis(1)))
+                .send()
+                .await;
+            match r {
+                Err(e)
+                    if e.is_connect() && tokio::time::Instant::now() + RUNTIME_POLL < deadline =>
+                {
+                    tokio::time::sleep(RUNTIME_POLL).await;
+                }
+                other => break other,
+            }
+        };
+        let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
                 return Err(InitError::Developer(init_timeout_message(

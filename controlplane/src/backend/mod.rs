@@ -1,8 +1,10 @@
 //! Execution backends: where containers (units) run. Shaped for Kubernetes as well as local
 //! processes: a unit is created asynchronously and its address is known only once it is up; a
 //! unit that dies on its own is reported through an event stream; initialisation is one HTTP call
-//! to the unit's container proxy (Contract 3), overridable for tests.
+//! to the unit's container proxy (Contract 3), overridable for tests. Two implementations:
+//! [`LocalBackend`] (child processes) and [`KubernetesBackend`] (pods).
 
+pub mod kubernetes;
 pub mod local;
 
 use std::sync::OnceLock;
@@ -12,6 +14,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+pub use self::kubernetes::{KubeBackendConfig, KubernetesBackend};
 pub use self::local::LocalBackend;
 
 /// What to start.
@@ -31,6 +34,18 @@ pub struct Unit {
     pub container_id: String,
     /// `ip:port` of its container proxy.
     pub address: String,
+}
+
+/// A unit found running when the control plane starts, left by its previous run (a restart or
+/// an upgrade), that the backend hands back instead of deleting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptedUnit {
+    pub container_id: String,
+    pub kind: String,
+    pub memory_mb: u32,
+    pub address: String,
+    /// The action (fully qualified name, revision) it was initialised with; `None` = stem cell.
+    pub action: Option<(String, u64)>,
 }
 
 /// Something that happened to a unit without the control plane asking.
@@ -71,6 +86,18 @@ pub trait Backend: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<(), InitError>> {
         Box::pin(http_init(address, payload, timeout))
+    }
+
+    /// Units left by a previous run that can be taken back; whatever else of ours the backend
+    /// finds it deletes. Called once, before any start. Default: nothing survives a restart.
+    fn adopt(&self) -> BoxFuture<'_, Vec<AdoptedUnit>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// Whether a unit's memory limit is set when it starts and cannot change (a pod's), so a
+    /// stem cell can only take actions that fit in it. Default: no (local processes).
+    fn memory_fixed_at_start(&self) -> bool {
+        false
     }
 
     /// Stop a unit; no-op if unknown.
