@@ -7,6 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::code;
 use super::{
     ApiError, ApiQuery, AppState, Caller, Namespace, OwnNamespace, QueryMap, check_name,
     check_namespace, from_value, ok, parse_object, query_bool, readable_action, readable_package,
@@ -285,12 +286,14 @@ fn build_exec(
     } else if e.code.is_none() {
         return Err(ApiError::bad_request("exec malformed: code is required"));
     }
+    // OpenWhisk classifies the code itself: clients send zips without `binary`.
+    let binary = e.binary.unwrap_or(false) || e.code.as_deref().is_some_and(code::is_zip_base64);
     Ok(Exec {
         kind,
         code: e.code,
         image: e.image,
         main: e.main.filter(|m| !m.is_empty()),
-        binary: e.binary.unwrap_or(false),
+        binary,
         components: None,
     })
 }
