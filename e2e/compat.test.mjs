@@ -59,3 +59,33 @@ test('a python zip with __main__.py and a helper module', async () => {
   const result = await ow.actions.invoke({ name: 'pyzip', blocking: true, result: true, params: { name: 'py' } });
   assert.deepEqual(result, { greeting: 'Hello from a zip, py!' });
 });
+
+test('package lists show binding false for plain packages and the binding for bindings', async () => {
+  await ow.packages.create({ name: 'plainpkg' });
+  await ow.packages.create({ name: 'boundpkg', package: { binding: { namespace: '_', name: 'plainpkg' } } });
+  const list = await ow.packages.list();
+  const plain = list.find((p) => p.name === 'plainpkg');
+  const bound = list.find((p) => p.name === 'boundpkg');
+  assert.equal(plain.binding, false);
+  assert.deepEqual(bound.binding, { namespace: 'guest', name: 'plainpkg' });
+});
+
+test('deleting a non-empty package: 409 with OpenWhisk text, then force deletes it and its actions', async () => {
+  await ow.packages.create({ name: 'full' });
+  await ow.actions.create({ name: 'full/one', action: 'function main() { return { one: 1 }; }' });
+  await ow.actions.create({ name: 'full/two', action: 'function main() { return { two: 2 }; }' });
+  assert.deepEqual(await ow.actions.invoke({ name: 'full/one', blocking: true, result: true }), { one: 1 });
+  await assert.rejects(ow.packages.delete({ name: 'full' }), (err) => {
+    assert.equal(err.statusCode, 409);
+    assert.equal(
+      err.error.error,
+      'Package not empty (contains 2 entities). Set force param or delete package contents.',
+    );
+    return true;
+  });
+  const deleted = await ow.packages.delete({ name: 'full', qs: { force: true } });
+  assert.equal(deleted.name, 'full');
+  await assert.rejects(ow.packages.get({ name: 'full' }), (err) => err.statusCode === 404);
+  await assert.rejects(ow.actions.get({ name: 'full/one' }), (err) => err.statusCode === 404);
+  await assert.rejects(ow.actions.invoke({ name: 'full/one', blocking: true }), (err) => err.statusCode === 404);
+});

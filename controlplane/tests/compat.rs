@@ -1,5 +1,6 @@
 //! OpenWhisk compatibility details the official clients trip on (issue 16), through the
-//! management API over real sockets: zip code sent without `binary`.
+//! management API over real sockets: zip code sent without `binary`, package listing and
+//! deletion with OpenWhisk's codes and texts.
 
 mod common;
 
@@ -81,5 +82,86 @@ async fn zip_code_without_binary_is_stored_as_binary_on_create_and_update() {
         )
         .await;
     assert_eq!(binary_of(&explicit), &json!(true));
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn package_lists_show_binding_false_and_force_deletes_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let pkgs = "/api/v1/namespaces/_/packages";
+
+    assert_eq!(guest.put(&format!("{pkgs}/tools"), json!({})).await.0, 200);
+    let (s, b) = guest
+        .put(
+            &format!("{pkgs}/bound"),
+            json!({ "binding": { "namespace": "_", "name": "tools" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, list) = guest.get(pkgs).await;
+    let entry = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(entry("tools")["binding"], json!(false));
+    assert_eq!(
+        entry("bound")["binding"],
+        json!({ "namespace": "guest", "name": "tools" })
+    );
+    // A single package still shows OpenWhisk's `{}`.
+    assert_eq!(
+        guest.get(&format!("{pkgs}/tools")).await.1["binding"],
+        json!({})
+    );
+
+    for name in ["a", "b"] {
+        let (s, a) = guest
+            .put(
+                &format!("/api/v1/namespaces/_/actions/tools/{name}"),
+                nodejs_action("function main() { return {}; }"),
+            )
+            .await;
+        assert_eq!(s, 200, "{a}");
+    }
+    assert!(cp.plane().hub.action("guest/tools/a").is_some());
+    assert_error(
+        &guest.delete(&format!("{pkgs}/tools")).await,
+        409,
+        "Package not empty (contains 2 entities). Set force param or delete package contents.",
+    );
+    assert_error(
+        &guest.delete(&format!("{pkgs}/tools?force=false")).await,
+        409,
+        "Package not empty (contains 2 entities). Set force param or delete package contents.",
+    );
+    // A binding has no contents of its own: deleted without force.
+    assert_eq!(guest.delete(&format!("{pkgs}/bound")).await.0, 200);
+
+    let (s, deleted) = guest.delete(&format!("{pkgs}/tools?force=true")).await;
+    assert_eq!(s, 200, "{deleted}");
+    assert_eq!(deleted["name"], "tools");
+    for path in [
+        format!("{pkgs}/tools"),
+        "/api/v1/namespaces/_/actions/tools/a".to_string(),
+        "/api/v1/namespaces/_/actions/tools/b".to_string(),
+    ] {
+        assert_error(
+            &guest.get(&path).await,
+            404,
+            "The requested resource does not exist.",
+        );
+    }
+    assert!(cp.plane().hub.action("guest/tools/a").is_none());
+    assert!(cp.plane().hub.action("guest/tools/b").is_none());
+    // The name is free again, and empty.
+    assert_eq!(guest.put(&format!("{pkgs}/tools"), json!({})).await.0, 200);
+    let (_, listed) = guest.get("/api/v1/namespaces/_/actions/tools/").await;
+    assert_eq!(listed, json!([]));
     cp.shutdown().await;
 }
