@@ -89,3 +89,24 @@ test('deleting a non-empty package: 409 with OpenWhisk text, then force deletes 
   await assert.rejects(ow.actions.get({ name: 'full/one' }), (err) => err.statusCode === 404);
   await assert.rejects(ow.actions.invoke({ name: 'full/one', blocking: true }), (err) => err.statusCode === 404);
 });
+
+test('a kind this stack cannot run is refused at create with 400; defaults resolve', async () => {
+  await assert.rejects(ow.actions.create({ name: 'gone', kind: 'go:1.17', action: 'package main' }), (err) => {
+    assert.equal(err.statusCode, 400);
+    assert.match(err.error.error, /^The request content was malformed:\nkind 'go:1\.17' not in Set\(/);
+    return true;
+  });
+  await assert.rejects(ow.actions.create({ name: 'old', kind: 'nodejs:14', action: 'function main() {}' }), (err) => {
+    assert.equal(err.statusCode, 400);
+    assert.equal(
+      err.error.error,
+      "The 'nodejs:14' runtime is no longer supported. You may read and delete but not update or invoke this action.",
+    );
+    return true;
+  });
+  const py = await ow.actions.create({ name: 'pydefault', kind: 'python:default', action: 'def main(a):\n    return {"k": "py"}\n' });
+  assert.equal(py.exec.kind, 'python:3');
+  assert.deepEqual(await ow.actions.invoke({ name: 'pydefault', blocking: true, result: true }), { k: 'py' });
+  const info = await (await fetch(`${stack.apihost}/api/v1`)).json();
+  assert.ok(info.runtimes.nodejs.some((r) => r.kind === 'nodejs:20' && r.default === true), JSON.stringify(info.runtimes));
+});

@@ -1,6 +1,6 @@
 //! OpenWhisk compatibility details the official clients trip on (issue 16), through the
 //! management API over real sockets: zip code sent without `binary`, package listing and
-//! deletion with OpenWhisk's codes and texts.
+//! deletion with OpenWhisk's codes and texts, and kinds checked against the runtime manifest.
 
 mod common;
 
@@ -163,5 +163,82 @@ async fn package_lists_show_binding_false_and_force_deletes_contents() {
     assert_eq!(guest.put(&format!("{pkgs}/tools"), json!({})).await.0, 200);
     let (_, listed) = guest.get("/api/v1/namespaces/_/actions/tools/").await;
     assert_eq!(listed, json!([]));
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn kinds_are_checked_against_the_runtime_manifest_at_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let anon = Api::new(&cp, None);
+    let action = |kind: &str| json!({ "exec": { "kind": kind, "code": "function main() {}" } });
+
+    // Defaults resolve.
+    let (s, a) = guest
+        .put("/api/v1/namespaces/_/actions/n", action("nodejs:default"))
+        .await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["exec"]["kind"], "nodejs:20");
+    let (_, p) = guest
+        .put("/api/v1/namespaces/_/actions/p", action("python:default"))
+        .await;
+    assert_eq!(p["exec"]["kind"], "python:3");
+
+    // A kind nobody runs: OpenWhisk's malformed-request 400, on create and on update.
+    let (s, body) = guest
+        .put("/api/v1/namespaces/_/actions/g", action("go:1.17"))
+        .await;
+    assert_eq!(s, 400, "{body}");
+    let text = body["error"].as_str().unwrap();
+    assert!(
+        text.starts_with("The request content was malformed:\nkind 'go:1.17' not in Set("),
+        "{text}"
+    );
+    assert!(
+        text.contains("nodejs:20") && text.contains("sequence"),
+        "{text}"
+    );
+    assert_eq!(
+        guest
+            .put(
+                "/api/v1/namespaces/_/actions/n?overwrite=true",
+                action("go:1.17"),
+            )
+            .await
+            .0,
+        400
+    );
+    assert_error(
+        &guest.get("/api/v1/namespaces/_/actions/g").await,
+        404,
+        "The requested resource does not exist.",
+    );
+
+    // A deprecated kind: OpenWhisk's runtime text.
+    assert_error(
+        &guest
+            .put("/api/v1/namespaces/_/actions/old", action("nodejs:14"))
+            .await,
+        400,
+        "The 'nodejs:14' runtime is no longer supported. You may read and delete but not update or invoke this action.",
+    );
+
+    // `GET /api/v1` lists the runtimes as OpenWhisk's info endpoint does.
+    let (s, info) = anon.get("/api/v1").await;
+    assert_eq!(s, 200);
+    let nodejs = info["runtimes"]["nodejs"].as_array().unwrap();
+    let node20 = nodejs.iter().find(|r| r["kind"] == "nodejs:20").unwrap();
+    assert_eq!(node20["default"], true);
+    assert_eq!(node20["deprecated"], false);
+    for field in ["image", "attached", "requireMain"] {
+        assert!(node20.get(field).is_some(), "{field}");
+    }
+    let python = info["runtimes"]["python"].as_array().unwrap();
+    assert!(
+        python
+            .iter()
+            .any(|r| r["kind"] == "python:3" && r["default"] == true)
+    );
     cp.shutdown().await;
 }

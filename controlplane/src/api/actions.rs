@@ -14,8 +14,8 @@ use super::{
     resolve_binding, skip_limit,
 };
 use crate::model::{ActionDoc, ActionLimits, Exec, KeyValue, bump_patch, entity_fqn, kv_set};
-use crate::names;
 use crate::plane::Plane;
+use crate::runtimes::{self, KindError};
 
 const SEQUENCE_MAX: usize = 50;
 
@@ -257,9 +257,12 @@ fn build_exec(
     self_fqn: &str,
     e: ExecPut,
 ) -> Result<Exec, ApiError> {
-    let raw_kind = e.kind.unwrap_or_default();
-    let kind = names::resolve_kind(&raw_kind)
-        .ok_or_else(|| ApiError::bad_request(format!("kind '{raw_kind}' is not supported")))?;
+    let kind = runtimes::resolve_for_create(e.kind.as_deref().unwrap_or_default()).map_err(
+        |err| match err {
+            KindError::Unknown { .. } => ApiError::malformed(err),
+            KindError::Deprecated(_) => ApiError::bad_request(err.to_string()),
+        },
+    )?;
     if kind == "sequence" {
         let components = check_sequence(
             plane,
