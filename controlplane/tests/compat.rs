@@ -242,3 +242,40 @@ async fn kinds_are_checked_against_the_runtime_manifest_at_create() {
     );
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_action_of_a_deprecated_kind_can_be_read_and_deleted_not_updated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let path = "/api/v1/namespaces/_/actions/legacy";
+    assert_eq!(
+        guest
+            .put(path, nodejs_action("function main() { return {}; }"))
+            .await
+            .0,
+        200
+    );
+    // As a store written before the manifest could hold it.
+    let store = &cp.plane().store;
+    let mut doc = store.get_action("guest/legacy").unwrap().unwrap();
+    doc.exec.kind = "nodejs:14".into();
+    store.put_action(&doc).unwrap();
+
+    let (s, got) = guest.get(path).await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(got["exec"]["kind"], "nodejs:14");
+    assert_error(
+        &guest
+            .put(
+                &format!("{path}?overwrite=true"),
+                json!({ "limits": { "memory": 512 } }),
+            )
+            .await,
+        400,
+        "The 'nodejs:14' runtime is no longer supported. You may read and delete but not update or invoke this action.",
+    );
+    let (s, deleted) = guest.delete(path).await;
+    assert_eq!(s, 200, "{deleted}");
+    cp.shutdown().await;
+}

@@ -416,7 +416,15 @@ pub async fn put(
         Some(old) => {
             let exec = match content.exec {
                 Some(e) => build_exec(&plane, &caller, &ns, &fqn, e)?,
-                None => old.exec.clone(),
+                // An action of a deprecated kind may be read and deleted, not updated.
+                None => match runtimes::lookup(&old.exec.kind) {
+                    Some(r) if r.deprecated => {
+                        return Err(ApiError::bad_request(
+                            KindError::Deprecated(r.kind.to_string()).to_string(),
+                        ));
+                    }
+                    _ => old.exec.clone(),
+                },
             };
             let limits = apply_limits(old.limits, content.limits, max_conc)?;
             let mut parameters = content.parameters.unwrap_or(old.parameters.clone());
