@@ -21,6 +21,7 @@ pub mod names;
 pub mod plane;
 pub mod pool;
 pub mod push;
+pub mod runtimes;
 pub mod starts;
 pub mod store;
 pub mod up;

@@ -183,14 +183,20 @@ impl PackageDoc {
         })
     }
 
+    /// The short form used in collection listings: OpenWhisk's list view shows `binding: false`
+    /// for a plain package (clients such as `aio` take any object there for a binding).
     pub fn to_summary_json(&self) -> Value {
+        let binding = match &self.binding {
+            Some(_) => self.binding_json(),
+            None => Value::Bool(false),
+        };
         json!({
             "namespace": self.namespace,
             "name": self.name,
             "version": self.version,
             "publish": self.publish,
             "annotations": self.annotations,
-            "binding": self.binding_json(),
+            "binding": binding,
             "updated": self.updated,
         })
     }

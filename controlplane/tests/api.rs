@@ -485,7 +485,7 @@ async fn packages_and_bindings() {
     assert_error(
         &guest.delete(&format!("{pkgs}/utils")).await,
         409,
-        "Package not empty (contains 1 entity)",
+        "Package not empty (contains 1 entity). Set force param or delete package contents.",
     );
     assert_eq!(
         guest

@@ -7,14 +7,15 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::code;
 use super::{
     ApiError, ApiQuery, AppState, Caller, Namespace, OwnNamespace, QueryMap, check_name,
     check_namespace, from_value, ok, parse_object, query_bool, readable_action, readable_package,
     resolve_binding, skip_limit,
 };
 use crate::model::{ActionDoc, ActionLimits, Exec, KeyValue, bump_patch, entity_fqn, kv_set};
-use crate::names;
 use crate::plane::Plane;
+use crate::runtimes::{self, KindError};
 
 const SEQUENCE_MAX: usize = 50;
 
@@ -256,9 +257,12 @@ fn build_exec(
     self_fqn: &str,
     e: ExecPut,
 ) -> Result<Exec, ApiError> {
-    let raw_kind = e.kind.unwrap_or_default();
-    let kind = names::resolve_kind(&raw_kind)
-        .ok_or_else(|| ApiError::bad_request(format!("kind '{raw_kind}' is not supported")))?;
+    let kind = runtimes::resolve_for_create(e.kind.as_deref().unwrap_or_default()).map_err(
+        |err| match err {
+            KindError::Unknown { .. } => ApiError::malformed(err),
+            KindError::Deprecated(_) => ApiError::bad_request(err.to_string()),
+        },
+    )?;
     if kind == "sequence" {
         let components = check_sequence(
             plane,
@@ -285,12 +289,14 @@ fn build_exec(
     } else if e.code.is_none() {
         return Err(ApiError::bad_request("exec malformed: code is required"));
     }
+    // OpenWhisk classifies the code itself: clients send zips without `binary`.
+    let binary = e.binary.unwrap_or(false) || e.code.as_deref().is_some_and(code::is_zip_base64);
     Ok(Exec {
         kind,
         code: e.code,
         image: e.image,
         main: e.main.filter(|m| !m.is_empty()),
-        binary: e.binary.unwrap_or(false),
+        binary,
         components: None,
     })
 }
@@ -410,7 +416,15 @@ pub async fn put(
         Some(old) => {
             let exec = match content.exec {
                 Some(e) => build_exec(&plane, &caller, &ns, &fqn, e)?,
-                None => old.exec.clone(),
+                // An action of a deprecated kind may be read and deleted, not updated.
+                None => match runtimes::lookup(&old.exec.kind) {
+                    Some(r) if r.deprecated => {
+                        return Err(ApiError::bad_request(
+                            KindError::Deprecated(r.kind.to_string()).to_string(),
+                        ));
+                    }
+                    _ => old.exec.clone(),
+                },
             };
             let limits = apply_limits(old.limits, content.limits, max_conc)?;
             let mut parameters = content.parameters.unwrap_or(old.parameters.clone());

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod activations;
+pub mod code;
 pub mod errors;
 pub mod extract;
 pub mod namespaces;

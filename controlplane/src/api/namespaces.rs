@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState, Caller, OwnNamespace, ok};
 
-/// `GET /api/v1`.
+/// `GET /api/v1`, with the runtime manifest listed as OpenWhisk's info endpoint lists it.
 pub async fn info() -> Response {
     ok(json!({
         "description": "OpenWhisk API",
@@ -16,6 +16,7 @@ pub async fn info() -> Response {
         "build": env!("CARGO_PKG_VERSION"),
         "buildno": env!("CARGO_PKG_VERSION"),
         "swagger_paths": { "ui": "/docs", "api-docs": "/api/v1/api-docs" },
+        "runtimes": crate::runtimes::to_json(),
     }))
 }
 

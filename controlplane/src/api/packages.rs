@@ -173,32 +173,42 @@ pub async fn put(
     Ok(ok(doc.to_json(&params, Vec::new())))
 }
 
-/// `DELETE .../packages/{name}`: refused while the package still holds actions.
+/// `DELETE .../packages/{name}[?force=true]`: refused while the package still holds actions,
+/// unless `force` asks to delete them with it (OpenWhisk's 409 and text otherwise).
 pub async fn delete(
     State(plane): State<AppState>,
     scope: Namespace,
     Path((_, name)): Path<(String, String)>,
+    q: Result<ApiQuery, ApiError>,
 ) -> Result<Response, ApiError> {
     check_name(&name)?;
     let fqn = format!("{}/{name}", scope.name);
     scope.require_own(&fqn)?;
+    let ApiQuery(q) = q?;
     let ns = scope.name;
     let pkg = plane
         .store
         .get_package(&fqn)?
         .ok_or_else(ApiError::not_found)?;
     if pkg.binding.is_none() {
-        let n = plane
+        let contents: Vec<String> = plane
             .store
             .list_actions(Some(&ns))?
             .iter()
             .filter(|a| a.package.as_deref() == Some(&name))
-            .count();
-        if n > 0 {
+            .map(ActionDoc::fqn)
+            .collect();
+        let n = contents.len();
+        if n > 0 && !query_bool(&q, "force") {
             let what = if n == 1 { "entity" } else { "entities" };
             return Err(ApiError::conflict(format!(
-                "Package not empty (contains {n} {what})"
+                "Package not empty (contains {n} {what}). Set force param or delete package contents."
             )));
+        }
+        for action in contents {
+            if plane.store.delete_action(&action)?.is_some() {
+                plane.action_deleted(&action);
+            }
         }
     }
     plane.store.delete_package(&fqn)?;

@@ -1,0 +1,112 @@
+// OpenWhisk compatibility details the official JS client trips on (issue 16): zip actions sent
+// without `binary`, and package listing and deletion. Through Envoy, router, control plane and
+// container proxies, with openwhisk@3.21.9 as users run it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import openwhisk from 'openwhisk';
+import { startStack, GUEST_KEY } from './stack.mjs';
+import { zipOf } from './zip.mjs';
+
+let stack;
+let ow;
+
+before(async () => {
+  stack = await startStack();
+  ow = openwhisk({ apihost: stack.apihost, api_key: GUEST_KEY });
+});
+
+after(async () => {
+  await stack?.stop();
+});
+
+test('a nodejs zip created from a Buffer (no binary flag) runs its package.json main', async () => {
+  const zip = zipOf({
+    'package.json': JSON.stringify({ name: 'zipped', main: 'lib/entry.js' }),
+    'lib/entry.js': "const { twice } = require('./util');\nexports.main = (p) => ({ n: twice(p.n), from: 'zip' });\n",
+    'lib/util.js': 'exports.twice = (n) => n * 2;\n',
+  });
+  // The JS client sends exec.code = base64 of the Buffer, and no `binary`.
+  const created = await ow.actions.create({ name: 'nodezip', action: zip });
+  assert.equal(created.exec.binary, true);
+  const got = await ow.actions.get({ name: 'nodezip' });
+  assert.equal(got.exec.binary, true);
+  assert.equal(got.exec.code, zip.toString('base64'));
+  const listed = (await ow.actions.list()).find((a) => a.name === 'nodezip');
+  assert.equal(listed.exec.binary, true);
+  const result = await ow.actions.invoke({ name: 'nodezip', blocking: true, result: true, params: { n: 21 } });
+  assert.deepEqual(result, { n: 42, from: 'zip' });
+});
+
+test('updating a zip action to source text (and back) runs the new code', async () => {
+  const zip = zipOf({ 'index.js': "exports.main = () => ({ v: 'zip' });\n" });
+  await ow.actions.create({ name: 'flip', action: zip });
+  assert.deepEqual(await ow.actions.invoke({ name: 'flip', blocking: true, result: true }), { v: 'zip' });
+  const text = await ow.actions.update({ name: 'flip', action: "function main() { return { v: 'text' }; }" });
+  assert.equal(text.exec.binary, false);
+  assert.deepEqual(await ow.actions.invoke({ name: 'flip', blocking: true, result: true }), { v: 'text' });
+  const back = await ow.actions.update({ name: 'flip', action: zipOf({ 'index.js': "exports.main = () => ({ v: 'zip2' });\n" }) });
+  assert.equal(back.exec.binary, true);
+  assert.deepEqual(await ow.actions.invoke({ name: 'flip', blocking: true, result: true }), { v: 'zip2' });
+});
+
+test('a python zip with __main__.py and a helper module', async () => {
+  const zip = zipOf({
+    '__main__.py': 'from helper import greet\n\ndef main(args):\n    return {"greeting": greet(args.get("name", "world"))}\n',
+    'helper.py': 'def greet(name):\n    return "Hello from a zip, " + name + "!"\n',
+  });
+  const created = await ow.actions.create({ name: 'pyzip', kind: 'python:3', action: zip });
+  assert.equal(created.exec.binary, true);
+  const result = await ow.actions.invoke({ name: 'pyzip', blocking: true, result: true, params: { name: 'py' } });
+  assert.deepEqual(result, { greeting: 'Hello from a zip, py!' });
+});
+
+test('package lists show binding false for plain packages and the binding for bindings', async () => {
+  await ow.packages.create({ name: 'plainpkg' });
+  await ow.packages.create({ name: 'boundpkg', package: { binding: { namespace: '_', name: 'plainpkg' } } });
+  const list = await ow.packages.list();
+  const plain = list.find((p) => p.name === 'plainpkg');
+  const bound = list.find((p) => p.name === 'boundpkg');
+  assert.equal(plain.binding, false);
+  assert.deepEqual(bound.binding, { namespace: 'guest', name: 'plainpkg' });
+});
+
+test('deleting a non-empty package: 409 with OpenWhisk text, then force deletes it and its actions', async () => {
+  await ow.packages.create({ name: 'full' });
+  await ow.actions.create({ name: 'full/one', action: 'function main() { return { one: 1 }; }' });
+  await ow.actions.create({ name: 'full/two', action: 'function main() { return { two: 2 }; }' });
+  assert.deepEqual(await ow.actions.invoke({ name: 'full/one', blocking: true, result: true }), { one: 1 });
+  await assert.rejects(ow.packages.delete({ name: 'full' }), (err) => {
+    assert.equal(err.statusCode, 409);
+    assert.equal(
+      err.error.error,
+      'Package not empty (contains 2 entities). Set force param or delete package contents.',
+    );
+    return true;
+  });
+  const deleted = await ow.packages.delete({ name: 'full', qs: { force: true } });
+  assert.equal(deleted.name, 'full');
+  await assert.rejects(ow.packages.get({ name: 'full' }), (err) => err.statusCode === 404);
+  await assert.rejects(ow.actions.get({ name: 'full/one' }), (err) => err.statusCode === 404);
+  await assert.rejects(ow.actions.invoke({ name: 'full/one', blocking: true }), (err) => err.statusCode === 404);
+});
+
+test('a kind this stack cannot run is refused at create with 400; defaults resolve', async () => {
+  await assert.rejects(ow.actions.create({ name: 'gone', kind: 'go:1.17', action: 'package main' }), (err) => {
+    assert.equal(err.statusCode, 400);
+    assert.match(err.error.error, /^The request content was malformed:\nkind 'go:1\.17' not in Set\(/);
+    return true;
+  });
+  await assert.rejects(ow.actions.create({ name: 'old', kind: 'nodejs:14', action: 'function main() {}' }), (err) => {
+    assert.equal(err.statusCode, 400);
+    assert.equal(
+      err.error.error,
+      "The 'nodejs:14' runtime is no longer supported. You may read and delete but not update or invoke this action.",
+    );
+    return true;
+  });
+  const py = await ow.actions.create({ name: 'pydefault', kind: 'python:default', action: 'def main(a):\n    return {"k": "py"}\n' });
+  assert.equal(py.exec.kind, 'python:3');
+  assert.deepEqual(await ow.actions.invoke({ name: 'pydefault', blocking: true, result: true }), { k: 'py' });
+  const info = await (await fetch(`${stack.apihost}/api/v1`)).json();
+  assert.ok(info.runtimes.nodejs.some((r) => r.kind === 'nodejs:20' && r.default === true), JSON.stringify(info.runtimes));
+});
