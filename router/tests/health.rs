@@ -35,3 +35,48 @@ async fn serving_once_the_tables_are_loaded() {
     )
     .await;
 }
+
+/// Sends raw bytes to Envoy and returns what it answered before closing (empty if it just
+/// closed the connection). The answer is read while the request is still being written: Envoy
+/// may answer and close before it has read everything.
+async fn raw_exchange(b: &Bench, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpStream::connect(b.envoy.listen)
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = sock.into_split();
+    let reader = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        answer
+    });
+    let _ = wr.write_all(request).await;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn an_http_1_0_client_gets_an_answer() {
+    let b = Bench::start().await;
+    let request = "POST /api/v1/namespaces/_/actions/a?blocking=true HTTP/1.0\r\nhost: l\r\n\
+                   content-length: 0\r\n\r\n";
+    let answer = raw_exchange(&b, request.as_bytes()).await;
+    // Unauthenticated: OpenWhisk's 401, in HTTP/1.0 — not a closed connection.
+    assert!(answer.starts_with("HTTP/1.0 401"), "{answer:?}");
+    assert!(
+        answer.contains(
+            "The resource requires authentication, which was not supplied with the request"
+        ),
+        "{answer:?}"
+    );
+}
