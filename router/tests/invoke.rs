@@ -210,7 +210,9 @@ async fn rate_limit_answers_429_at_exactly_the_limit() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!((1..=60).contains(&retry), "retry-after {retry}");
+        // The limit is a sliding minute counted in 100 ms buckets: a burst leaves it 60.1 s after
+        // it came, so a retry after 61 s passes.
+        assert!((1..=61).contains(&retry), "retry-after {retry}");
         let text = json(r).await["error"].as_str().unwrap().to_owned();
         assert!(
             text.starts_with("Too many requests in the last minute (count: ")

@@ -2,7 +2,7 @@
 //!
 //! Read top to bottom, these modules answer the questions every invoke asks, in order:
 //! who the caller is ([`authn`]), which action the request names ([`request`]), whether the
-//! caller's namespace is over its limits ([`throttle`]), whether the caller may use the action
+//! caller's namespace is over its limits ([`throttle`], per minute by [`minute_window`]), whether the caller may use the action
 //! ([`authz`]), and which warm container gets it ([`endpoints`], [`coldstart`]).
 //! [`pipeline`] strings them together; [`tables`] holds what the control plane pushed;
 //! [`rejection`] carries OpenWhisk's status codes and texts for every "no".
@@ -23,6 +23,7 @@ pub mod endpoints;
 #[cfg(test)]
 mod fixtures;
 pub mod invocation;
+pub mod minute_window;
 pub mod pipeline;
 pub mod ports;
 pub mod records;

@@ -1,23 +1,22 @@
 //! Whether a namespace is over its limits: invocations per minute and concurrent invocations.
 //!
-//! The rate is a GCRA limiter (governor) with a burst of the whole per-minute allowance; its
-//! `not until` gives the `Retry-After`. OpenWhisk reports a count in the clock minute, so a
-//! fixed-window counter beside it feeds the message text. Concurrency is an atomic counter taken
+//! The rate is a sliding minute ([`MinuteWindow`], `minute_window.rs`): no 60-second window admits
+//! more than the limit, and a refusal's `Retry-After` is when a retry would pass. OpenWhisk
+//! reports a count in the clock minute (refused requests included), so a fixed-window counter
+//! beside it feeds the message text. Concurrency is an atomic counter taken
 //! at admission and given back when the [`ConcurrencyGuard`] drops, whatever ends the request
 //! (response, abort, reset, router error): a leaked slot would be a bug, so only `Drop` releases.
 //! Its `Retry-After` is the namespace's recent activation time.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use whisk_vocab::now_ms;
 
+use super::minute_window::MinuteWindow;
 use super::rejection::Rejection;
 
 /// OpenWhisk's defaults (ansible `limits:`).
@@ -46,8 +45,8 @@ impl Default for NamespaceLimits {
 /// Limits plus live counters of one namespace.
 pub struct NamespaceState {
     limits: ArcSwap<NamespaceLimits>,
-    /// `None` when the rate limit is 0: the namespace is blocked.
-    rate: ArcSwap<Option<DefaultDirectRateLimiter>>,
+    /// Admissions over the last minute.
+    rate: MinuteWindow,
     /// Clock minute in the high 32 bits, requests seen in it in the low 32.
     window: AtomicU64,
     in_flight: AtomicU32,
@@ -55,15 +54,10 @@ pub struct NamespaceState {
     mean_hold_us: AtomicU64,
 }
 
-fn limiter(per_minute: u32) -> Option<DefaultDirectRateLimiter> {
-    let n = NonZeroU32::new(per_minute)?;
-    Some(RateLimiter::direct(Quota::per_minute(n).allow_burst(n)))
-}
-
 impl NamespaceState {
     pub fn new(limits: NamespaceLimits) -> Self {
         Self {
-            rate: ArcSwap::from_pointee(limiter(limits.invocations_per_minute)),
+            rate: MinuteWindow::default(),
             limits: ArcSwap::from_pointee(limits),
             window: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
@@ -77,9 +71,9 @@ impl NamespaceState {
 
     /// Changes the limits in place, keeping the in-flight count.
     pub fn set_limits(&self, limits: NamespaceLimits) {
+        // A new rate starts afresh.
         if self.limits().invocations_per_minute != limits.invocations_per_minute {
-            self.rate
-                .store(Arc::new(limiter(limits.invocations_per_minute)));
+            self.rate.reset();
         }
         self.limits.store(Arc::new(limits));
     }
@@ -114,14 +108,7 @@ impl NamespaceState {
     pub fn admit(self: &Arc<Self>) -> Result<ConcurrencyGuard, Rejection> {
         let limits = self.limits();
         let count = self.count_in_window();
-        let rate = self.rate.load();
-        let rate_ok = match rate.as_ref() {
-            Some(l) => l
-                .check()
-                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
-            None => Err(Duration::from_secs(60 - (now_ms() / 1000) % 60)),
-        };
-        if let Err(retry_after) = rate_ok {
+        if let Err(retry_after) = self.rate.try_admit(now_ms(), limits.invocations_per_minute) {
             return Err(Rejection::TooManyRequests {
                 count,
                 allowed: limits.invocations_per_minute,
