@@ -44,6 +44,19 @@ pub struct FakeControlPlane {
     pub unusable: Arc<Mutex<Vec<String>>>,
     /// Activation records reported (by the router, for what it ran itself).
     pub records: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// The running server, so a test can stop it (a control plane that went away) and start it
+    /// again on the same address.
+    server: Arc<Mutex<Option<Server>>>,
+    /// True while stopped: open `Subscribe` streams end.
+    stopped: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Where it served last, to serve there again.
+    last_addr: Arc<Mutex<Option<std::net::SocketAddr>>>,
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Default for FakeControlPlane {
@@ -64,6 +77,9 @@ impl FakeControlPlane {
             traffic: Default::default(),
             unusable: Default::default(),
             records: Default::default(),
+            server: Default::default(),
+            stopped: Arc::new(tokio::sync::watch::channel(false).0),
+            last_addr: Default::default(),
         }
     }
 
@@ -84,19 +100,52 @@ impl FakeControlPlane {
 
     /// Serves on a free port; returns the URL.
     pub async fn serve(&self) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free loopback port");
+        let addr = self
+            .serve_at("127.0.0.1:0".parse().expect("an address"))
+            .await;
+        format!("http://{addr}")
+    }
+
+    async fn serve_at(&self, addr: std::net::SocketAddr) -> std::net::SocketAddr {
+        let listener = TcpListener::bind(addr).await.expect("a free loopback port");
         let addr = listener.local_addr().expect("a bound address");
         let svc = ControlPlaneServer::new(self.clone());
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
                 .add_service(svc)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await
-                .expect("the fake control plane serves");
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stop.await;
+                    },
+                )
+                .await;
         });
-        format!("http://{addr}")
+        *lock(&self.server) = Some(Server {
+            addr,
+            shutdown,
+            task,
+        });
+        addr
+    }
+
+    /// Stops serving, as a control plane that went away: open subscriptions end, new calls fail.
+    pub async fn stop(&self) {
+        self.stopped.send_replace(true);
+        let server = lock(&self.server).take();
+        if let Some(server) = server {
+            *lock(&self.last_addr) = Some(server.addr);
+            let _ = server.shutdown.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
+        }
+    }
+
+    /// Serves again on the address it had (after [`Self::stop`]).
+    pub async fn restart(&self) {
+        let addr = lock(&self.last_addr).expect("stopped after serving");
+        self.stopped.send_replace(false);
+        self.serve_at(addr).await;
     }
 }
 
@@ -116,13 +165,27 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
             (m.snapshot(), self.tx.subscribe())
         };
         let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
+        let mut stopped = self.stopped.subscribe();
         tokio::spawn(async move {
             if out_tx.send(Ok(snapshot)).await.is_err() {
                 return;
             }
-            while let Ok(u) = rx.recv().await {
-                if out_tx.send(Ok(u)).await.is_err() {
-                    return;
+            loop {
+                tokio::select! {
+                    u = rx.recv() => {
+                        let Ok(u) = u else { return };
+                        if out_tx.send(Ok(u)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Stopped: the stream ends (the router sees its control plane go away).
+                    _ = async {
+                        while !*stopped.borrow_and_update() {
+                            if stopped.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    } => return,
                 }
             }
         });
