@@ -4,7 +4,7 @@
 //! - the route to a warm container (after holding Envoy while a cold start runs, if it must);
 //! - an OpenWhisk-shaped rejection;
 //! - `202 {"activationId"}` for a request the router runs itself (non-blocking invokes and
-//!   sequences, see `upstream::invoke`), once it has the body;
+//!   sequences, see `upstream::background`), once it has the body;
 //! - an answer from the response cache, once it has the body the key needs.
 //!
 //! What happens to the body is the domain's [`BodyPlan`].
