@@ -100,6 +100,10 @@ pub struct StepResult {
     /// Answers received (any status).
     pub completed: u64,
     pub achieved_rps: f64,
+    /// Successful (2xx) answers per second: what throughput ratios and targets compare, so a
+    /// step that answers fast with errors never looks good.
+    #[serde(default)]
+    pub ok_rps: f64,
     /// Open loop: from the due time (coordinated-omission-correct). Closed loop: from the send.
     pub latency: Summary,
     /// From the actual send, whatever the mode.
@@ -209,6 +213,12 @@ pub fn run(target: &Target, mode: Mode, duration: Duration) -> Result<StepResult
         elapsed_s: elapsed.as_secs_f64(),
         completed,
         achieved_rps: completed as f64 / elapsed.as_secs_f64(),
+        ok_rps: statuses
+            .iter()
+            .filter(|(status, _)| (200..300).contains(*status))
+            .map(|(_, n)| n)
+            .sum::<u64>() as f64
+            / elapsed.as_secs_f64(),
         latency: latency.summary(),
         service_time: service.summary(),
         statuses,
@@ -562,6 +572,10 @@ mod tests {
         assert!(r.completed > 10, "{r:?}");
         assert_eq!(r.statuses.get(&200), Some(&r.completed));
         assert_eq!(r.io_errors, 0);
+        assert!(
+            r.ok_rps > 0.0 && (r.ok_rps - r.achieved_rps).abs() < 1e-9,
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -576,6 +590,8 @@ mod tests {
         let r = run(&t, mode, Duration::from_millis(200)).unwrap();
         assert_eq!(r.completed + r.unsent + r.io_errors, 100, "{r:?}");
         assert_eq!(r.statuses.get(&429).copied().unwrap_or(0), r.completed);
+        // Errors answered are throughput of nothing.
+        assert_eq!(r.ok_rps, 0.0, "{r:?}");
     }
 
     #[test]
