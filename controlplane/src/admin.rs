@@ -1,6 +1,9 @@
 //! Identities and namespace limits (`wskadmin user ...`, `wskadmin limits ...`) as HTTP endpoints
 //! under `/_whisk/admin/...` on the control plane's HTTP port. Envoy never routes `/_whisk/*`,
 //! so only someone on the control plane's host reaches them.
+//!
+//! Keys are stored as digests (`model::IdentityDoc`): the answer to `POST /users` is the only
+//! place a key ever appears, every other answer shows the identity without it.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{ApiError, AppState, check_namespace, from_value, ok, parse_object};
-use crate::model::{IdentityDoc, NamespaceDoc, NamespaceLimits};
+use crate::model::{IdentityDoc, NamespaceDoc, NamespaceLimits, digest_key};
 use crate::plane::Plane;
 
 #[derive(Debug, Deserialize)]
@@ -83,8 +86,9 @@ fn ensure_namespace(plane: &Plane, ns: &str) -> Result<NamespaceDoc, ApiError> {
     Ok(doc)
 }
 
+/// An identity as the admin API shows it: never with its key (which is not stored).
 fn identity_json(id: &IdentityDoc) -> serde_json::Value {
-    json!({ "uuid": id.uuid, "key": id.key, "namespace": id.namespace, "subject": id.subject })
+    json!({ "uuid": id.uuid, "namespace": id.namespace, "subject": id.subject })
 }
 
 async fn create_user(State(plane): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -115,11 +119,14 @@ async fn create_user(State(plane): State<AppState>, body: Bytes) -> Result<Respo
         subject: req.subject.unwrap_or_else(|| req.namespace.clone()),
         namespace: req.namespace,
         uuid,
-        key,
+        key_sha256: digest_key(&key),
     };
     plane.store.put_identity(&id)?;
     plane.identity_written(&id);
-    Ok(ok(identity_json(&id)))
+    // The one answer that carries the key: it is not stored, so it cannot be shown again.
+    let mut shown = identity_json(&id);
+    shown["key"] = serde_json::Value::String(key);
+    Ok(ok(shown))
 }
 
 async fn get_user(

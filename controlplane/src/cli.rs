@@ -168,11 +168,13 @@ pub enum AdminCommand {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum UserCommand {
-    /// Create an identity for a namespace (created if new); prints uuid:key.
+    /// Create an identity for a namespace (created if new); prints uuid:key, the only time the
+    /// key is ever shown (only its digest is stored).
     Create {
         namespace: String,
         #[arg(long)]
         uuid: Option<String>,
+        /// The key to use (for automation); a random one by default.
         #[arg(long)]
         key: Option<String>,
         /// Subject (default: the namespace).
@@ -181,9 +183,9 @@ pub enum UserCommand {
     },
     /// Delete an identity.
     Delete { uuid: String },
-    /// Show an identity as uuid:key.
+    /// Show an identity as `uuid namespace subject` (keys cannot be shown again).
     Get { uuid: String },
-    /// List a namespace's identities.
+    /// List a namespace's identities, one `uuid namespace subject` a line.
     List { namespace: String },
 }
 
@@ -238,6 +240,16 @@ fn creds(v: &Value) -> String {
     )
 }
 
+/// An identity without its key (which only `user create` ever shows): `uuid namespace subject`.
+fn identity_line(v: &Value) -> String {
+    format!(
+        "{} {} {}",
+        v["uuid"].as_str().unwrap_or_default(),
+        v["namespace"].as_str().unwrap_or_default(),
+        v["subject"].as_str().unwrap_or_default()
+    )
+}
+
 /// Run one admin command; returns what to print.
 pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
     use reqwest::Method;
@@ -259,7 +271,7 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
             call(Method::DELETE, format!("{base}/users/{uuid}"), None).await?;
             Ok("ok: deleted identity".to_string())
         }
-        AdminCommand::User(UserCommand::Get { uuid }) => Ok(creds(
+        AdminCommand::User(UserCommand::Get { uuid }) => Ok(identity_line(
             &call(Method::GET, format!("{base}/users/{uuid}"), None).await?,
         )),
         AdminCommand::User(UserCommand::List { namespace }) => {
@@ -270,7 +282,7 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
             )
             .await?;
             Ok(v.as_array()
-                .map(|a| a.iter().map(creds).collect::<Vec<_>>().join("\n"))
+                .map(|a| a.iter().map(identity_line).collect::<Vec<_>>().join("\n"))
                 .unwrap_or_default())
         }
         AdminCommand::Limits(LimitsCommand::Set {

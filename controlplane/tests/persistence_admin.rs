@@ -1,8 +1,10 @@
 //! A restart loses nothing; `whisk admin` (the real binary) manages identities and limits; the
-//! guest namespace is seeded on first start.
+//! guest namespace is seeded on first start; a key is shown once, at creation, and is found
+//! nowhere afterwards (store files, logs, admin and API answers).
 
 mod common;
 
+use sha2::Digest;
 use tokio::process::Command;
 
 use common::*;
@@ -66,7 +68,12 @@ async fn admin_cli_users_and_limits() {
     assert!(!ok && err.contains("409"), "{err}");
     assert_eq!(
         whisk_admin(&cp, &["user", "get", "u-1"]).await.1,
-        format!("u-1:{}", "k".repeat(64))
+        "u-1 bob bob",
+        "the key is never shown again"
+    );
+    assert_eq!(
+        whisk_admin(&cp, &["user", "list", "bob"]).await.1,
+        "u-1 bob bob"
     );
 
     let (ok, _, err) = whisk_admin(
@@ -217,4 +224,114 @@ async fn restart_loses_nothing() {
     assert!(after.revision > revision);
     assert_eq!(after.version, "0.0.3");
     cp.shutdown().await;
+}
+
+/// Every byte sequence of `needle` in the files under `dir`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_and_stored_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "Zq7secretKEYthatMustNeverLeak0123456789abcdefghijklmnopqrstuvwx";
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let (ok, created, err) = whisk_admin(
+        &cp,
+        &["user", "create", "dana", "--uuid", "d-1", "--key", key],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(created, format!("d-1:{key}"), "shown once, at creation");
+    let (ok, random, err) = whisk_admin(&cp, &["user", "create", "dana"]).await;
+    assert!(ok, "{err}");
+    let (random_uuid, random_key) = random.split_once(':').unwrap();
+
+    // The router gets the digest it matches Basic credentials against.
+    let digest = sha2::Sha256::digest(key.as_bytes()).to_vec();
+    assert!(
+        cp.plane()
+            .hub
+            .snapshot()
+            .identities_upsert
+            .iter()
+            .any(|i| i.uuid == "d-1" && i.key_sha256 == digest)
+    );
+    // The guest's well-known key is stored as a digest like any other.
+    let guest = cp
+        .plane()
+        .store
+        .get_identity(whisk_controlplane::plane::GUEST_UUID)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        guest.key_sha256,
+        hex::encode(sha2::Sha256::digest(
+            whisk_controlplane::plane::GUEST_KEY.as_bytes()
+        ))
+    );
+
+    // Use the namespace, then read back every answer that could carry a key.
+    let dana = Api::new(&cp, Some("dana"));
+    let mut answers = vec![
+        dana.put("/api/v1/namespaces/_/actions/a", nodejs_action("code"))
+            .await
+            .1,
+        dana.get("/api/v1/namespaces").await.1,
+        dana.get("/api/v1/namespaces/_/actions").await.1,
+        dana.get("/api/v1/namespaces/_/limits").await.1,
+    ];
+    let mut printed = String::new();
+    for args in [
+        &["user", "get", "d-1"][..],
+        &["user", "list", "dana"][..],
+        &["user", "get", random_uuid][..],
+        &["limits", "get", "dana"][..],
+    ] {
+        let (ok, out, err) = whisk_admin(&cp, args).await;
+        assert!(ok, "{args:?}: {err}");
+        printed.push_str(&out);
+        printed.push_str(&err);
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for path in ["users/d-1", "namespaces/dana/users"] {
+        let v: serde_json::Value = http
+            .get(format!("{}/_whisk/admin/{path}", cp.http_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(v.to_string().contains("d-1"), "{v}");
+        answers.push(v);
+    }
+    let (ok, out, err) = whisk_admin(&cp, &["user", "delete", "d-1"]).await;
+    assert!(ok, "{err}");
+    printed.push_str(&out);
+    for k in [key, random_key] {
+        assert!(!printed.contains(k), "printed: {printed}");
+        for a in &answers {
+            assert!(!a.to_string().contains(k), "answer: {a}");
+        }
+    }
+    cp.shutdown().await;
+    for k in [key, random_key] {
+        let found = files_containing(dir.path(), k.as_bytes());
+        assert!(found.is_empty(), "the key is in {found:?}");
+    }
 }
