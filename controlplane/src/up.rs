@@ -129,6 +129,8 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
 
     let mut config = Config::new(data.join("store"));
     config.logs_dir = Some(logs.join("containers"));
+    // Beside `admin-url`, where `whisk admin --data-dir` looks first.
+    config.admin_token_file = Some(data.join(crate::admin::TOKEN_FILE));
     config.prewarm = parse_prewarm(&args.prewarm).map_err(UpError::Config)?;
     config.keep_alive = Duration::from_secs(args.keep_alive_secs);
     config.sweep_grace = Duration::from_secs(args.sweep_grace_secs);

@@ -1,6 +1,7 @@
 //! A restart loses nothing; `whisk admin` (the real binary) manages identities and limits; the
 //! guest namespace is seeded on first start; a key is shown once, at creation, and is found
-//! nowhere afterwards (store files, logs, admin and API answers).
+//! nowhere afterwards (store files, logs, admin and API answers); the admin API requires the
+//! token the control plane keeps, owner-only, in its data directory.
 
 mod common;
 
@@ -15,10 +16,13 @@ async fn whisk_admin(
     cp: &whisk_controlplane::ControlPlaneHandle,
     args: &[&str],
 ) -> (bool, String, String) {
+    // `whisk admin` finds the token by itself in the data directory.
     let out = Command::new(env!("CARGO_BIN_EXE_whisk"))
         .arg("admin")
         .arg("--controlplane")
         .arg(cp.http_url())
+        .arg("--data-dir")
+        .arg(&cp.plane().config.data_dir)
         .args(args)
         .output()
         .await
@@ -168,6 +172,8 @@ async fn restart_loses_nothing() {
                 "admin",
                 "--controlplane",
                 &cp.http_url(),
+                "--data-dir",
+                cp.plane().config.data_dir.to_str().unwrap(),
                 "user",
                 "create",
                 "carol",
@@ -308,9 +314,11 @@ async fn keys_are_shown_once_and_stored_nowhere() {
         printed.push_str(&err);
     }
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token = admin_token(&cp);
     for path in ["users/d-1", "namespaces/dana/users"] {
         let v: serde_json::Value = http
             .get(format!("{}/_whisk/admin/{path}", cp.http_url()))
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap()
@@ -334,4 +342,81 @@ async fn keys_are_shown_once_and_stored_nowhere() {
         let found = files_containing(dir.path(), k.as_bytes());
         assert!(found.is_empty(), "the key is in {found:?}");
     }
+}
+
+fn admin_token(cp: &whisk_controlplane::ControlPlaneHandle) -> String {
+    std::fs::read_to_string(cp.plane().config.resolved_admin_token_file())
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_admin_api_requires_the_token_from_the_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let file = dir.path().join("admin-token");
+    assert_eq!(cp.plane().config.resolved_admin_token_file(), file);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "owner-only, got {mode:o}");
+    let token = admin_token(&cp);
+    assert_eq!(token.len(), 64);
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/_whisk/admin/namespaces/guest/limits", cp.http_url());
+    let answer = |req: reqwest::RequestBuilder| async move {
+        let resp = req.header("x-request-id", "tid-123").send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<serde_json::Value>().await.unwrap())
+    };
+    let none = answer(http.get(&url)).await;
+    assert_error(
+        &none,
+        401,
+        "The resource requires authentication, which was not supplied with the request",
+    );
+    assert!(none.1["code"].is_string(), "{}", none.1);
+    let wrong = answer(http.get(&url).bearer_auth("0".repeat(64))).await;
+    assert_error(&wrong, 401, "The supplied authentication is invalid");
+    let basic = answer(http.get(&url).basic_auth(
+        whisk_controlplane::plane::GUEST_UUID,
+        Some(whisk_controlplane::plane::GUEST_KEY),
+    ))
+    .await;
+    assert_error(&basic, 401, "The supplied authentication is invalid");
+    let create = answer(
+        http.post(format!("{}/_whisk/admin/users", cp.http_url()))
+            .json(&json!({ "namespace": "mallory" })),
+    )
+    .await;
+    assert_eq!(create.0, 401);
+    assert!(cp.plane().store.get_namespace("mallory").unwrap().is_none());
+    let valid = answer(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!(valid.0, 200, "{}", valid.1);
+
+    // Without the data directory, `whisk admin` has no token and says where it looked.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_whisk"))
+        .args(["admin", "--controlplane", &cp.http_url(), "--data-dir"])
+        .arg(elsewhere.path())
+        .args(["limits", "get", "guest"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no admin token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cp.shutdown().await;
+
+    // The token survives a restart (so does a `whisk admin` pointed at the data directory).
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    assert_eq!(admin_token(&cp), token);
+    let (ok, out, err) = whisk_admin(&cp, &["limits", "get", "guest"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "{}");
+    cp.shutdown().await;
 }
