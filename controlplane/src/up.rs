@@ -181,6 +181,11 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     println!("  OpenWhisk API   {apihost}");
     println!("  guest key       {guest_auth}");
     println!("  data and logs   {}", data.display());
+    println!(
+        "  admin token     {} (whisk admin --data-dir {})",
+        data.join(crate::admin::TOKEN_FILE).display(),
+        data.display()
+    );
     println!();
     println!("  try:  curl -u {guest_auth} {apihost}/api/v1/namespaces/_/actions");
     println!("  Ctrl-C stops everything.");

@@ -412,9 +412,13 @@ async fn the_admin_api_requires_the_token_from_the_data_dir() {
     );
     cp.shutdown().await;
 
-    // The token survives a restart (so does a `whisk admin` pointed at the data directory).
+    // The token survives a restart (so does a `whisk admin` pointed at the data directory), and a
+    // token file someone opened up is made owner-only again.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
     assert_eq!(admin_token(&cp), token);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "owner-only again, got {mode:o}");
     let (ok, out, err) = whisk_admin(&cp, &["limits", "get", "guest"]).await;
     assert!(ok, "{err}");
     assert_eq!(out, "{}");
