@@ -2,7 +2,8 @@
 // OpenWhisk JS client (openwhisk@3.21.9) as users run it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import openwhisk from 'openwhisk';
 import { startStack, eventually, GUEST_KEY } from './stack.mjs';
 
@@ -137,6 +138,38 @@ test('a namespace over its limits gets 429 with OpenWhisk text and Retry-After',
   const body = await throttled.json();
   assert.match(body.error, /^Too many requests in the last minute \(count: \d+, allowed: 2\)\.$/);
   await assert.rejects(lim.actions.invoke({ name: 'quick', blocking: true }), (err) => err.statusCode === 429);
+});
+
+test('a key is printed once by user create and found nowhere after use', async () => {
+  const created = stack.admin('user', 'create', 'keyed').trim().split('\n').pop();
+  const [uuid, secret] = created.split(':');
+  assert.equal(secret.length, 64);
+  const keyed = openwhisk({ apihost: stack.apihost, api_key: created });
+  await keyed.actions.create({ name: 'k', action: 'function main(p) { console.log("ran"); return { ok: true }; }' });
+  const activation = await keyed.actions.invoke({ name: 'k', blocking: true });
+  assert.equal(activation.response.result.ok, true);
+  const answers = [
+    await keyed.activations.get({ name: activation.activationId }),
+    await keyed.activations.logs({ name: activation.activationId }),
+    await keyed.activations.list(),
+    await keyed.actions.get({ name: 'k' }),
+    await keyed.namespaces.list(),
+  ];
+  const printed = [stack.admin('user', 'get', uuid), stack.admin('user', 'list', 'keyed')];
+  assert.match(printed[0], new RegExp(`^${uuid} keyed keyed`));
+  for (const text of [...answers.map((a) => JSON.stringify(a)), ...printed]) {
+    assert.ok(!text.includes(secret), `the key is in ${text}`);
+  }
+  // Store, logs (router, access log, containers), Envoy's files: none holds the key.
+  const needle = Buffer.from(secret);
+  const walk = (dir) =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : []);
+  const files = walk(stack.dataDir);
+  // The search sees what was stored and logged: the activation id is found.
+  assert.ok(files.some((f) => readFileSync(f).includes(Buffer.from(activation.activationId))));
+  const holding = files.filter((f) => readFileSync(f).includes(needle));
+  assert.deepEqual(holding, []);
 });
 
 test('a sequence created with the JS client chains its components', async () => {

@@ -32,9 +32,12 @@ export async function startStack({ flavour = 'gateway', dataDir, keepData = fals
   return {
     ...ready,
     dataDir,
-    /** Runs `whisk admin --controlplane <admin> ...args` and returns its stdout. */
+    /** Runs `whisk admin --controlplane <admin> --data-dir <dataDir> ...args` (the admin token is in
+     * the data directory) and returns its stdout. */
     admin: (...rest) =>
-      execFileSync(WHISK, ['admin', '--controlplane', ready.admin, ...rest], { encoding: 'utf8' }),
+      execFileSync(WHISK, ['admin', '--controlplane', ready.admin, '--data-dir', dataDir, ...rest], {
+        encoding: 'utf8',
+      }),
     async stop() {
       child.kill('SIGTERM');
       const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);

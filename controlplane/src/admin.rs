@@ -1,17 +1,30 @@
 //! Identities and namespace limits (`wskadmin user ...`, `wskadmin limits ...`) as HTTP endpoints
 //! under `/_whisk/admin/...` on the control plane's HTTP port. Envoy never routes `/_whisk/*`,
 //! so only someone on the control plane's host reaches them.
+//!
+//! Callers must present the control plane's admin token (`Authorization: Bearer <token>`): the
+//! token is written on first start into the data directory, readable by its owner only, so being
+//! on the host is not enough, reading the data directory is needed (`whisk admin` does that).
+//!
+//! Keys are stored as digests (`model::IdentityDoc`): the answer to `POST /users` is the only
+//! place a key ever appears, every other answer shows the identity without it.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{ApiError, AppState, check_namespace, from_value, ok, parse_object};
-use crate::model::{IdentityDoc, NamespaceDoc, NamespaceLimits};
+use crate::model::{IdentityDoc, NamespaceDoc, NamespaceLimits, digest_key};
 use crate::plane::Plane;
 
 #[derive(Debug, Deserialize)]
@@ -32,8 +45,59 @@ struct SetLimits {
     max_payload_bytes: Option<u64>,
 }
 
-/// The admin router.
-pub fn router(plane: AppState) -> Router {
+/// Name of the token file in the control plane's data directory.
+pub const TOKEN_FILE: &str = "admin-token";
+
+/// OpenWhisk's (Pekko's) text for a request that carries no credentials at all.
+pub const NO_CREDENTIALS: &str =
+    "The resource requires authentication, which was not supplied with the request";
+
+/// Read the admin token at `path`, or create it (random, owner-only) if there is none. An
+/// existing file is made owner-only too.
+pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let token = existing.trim().to_string();
+        if !token.is_empty() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            return Ok(token);
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    Ok(token)
+}
+
+/// Equal without revealing, through timing, how long a common prefix is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses every request without the admin token (401, OpenWhisk's texts).
+async fn require_token(token: Arc<str>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or("").trim().to_string());
+    match presented {
+        None => ApiError::new(StatusCode::UNAUTHORIZED, NO_CREDENTIALS).into_response(),
+        Some(p) if same_secret(p.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError::unauthorized().into_response(),
+    }
+}
+
+/// The admin router; every route requires `token`.
+pub fn router(plane: AppState, token: Arc<str>) -> Router {
     Router::new()
         .route("/_whisk/admin/users", post(create_user))
         .route(
@@ -45,6 +109,9 @@ pub fn router(plane: AppState) -> Router {
             "/_whisk/admin/namespaces/{ns}/limits",
             get(get_limits).put(set_limits).delete(delete_limits),
         )
+        .route_layer(middleware::from_fn(move |req: Request, next: Next| {
+            require_token(token.clone(), req, next)
+        }))
         .with_state(plane)
 }
 
@@ -83,8 +150,9 @@ fn ensure_namespace(plane: &Plane, ns: &str) -> Result<NamespaceDoc, ApiError> {
     Ok(doc)
 }
 
+/// An identity as the admin API shows it: never with its key (which is not stored).
 fn identity_json(id: &IdentityDoc) -> serde_json::Value {
-    json!({ "uuid": id.uuid, "key": id.key, "namespace": id.namespace, "subject": id.subject })
+    json!({ "uuid": id.uuid, "namespace": id.namespace, "subject": id.subject })
 }
 
 async fn create_user(State(plane): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -115,11 +183,14 @@ async fn create_user(State(plane): State<AppState>, body: Bytes) -> Result<Respo
         subject: req.subject.unwrap_or_else(|| req.namespace.clone()),
         namespace: req.namespace,
         uuid,
-        key,
+        key_sha256: digest_key(&key),
     };
     plane.store.put_identity(&id)?;
     plane.identity_written(&id);
-    Ok(ok(identity_json(&id)))
+    // The one answer that carries the key: it is not stored, so it cannot be shown again.
+    let mut shown = identity_json(&id);
+    shown["key"] = serde_json::Value::String(key);
+    Ok(ok(shown))
 }
 
 async fn get_user(

@@ -1,6 +1,6 @@
 //! Command-line surfaces of the library: the arguments of `whisk controlplane` (turned into a
-//! [`Config`]) and the `whisk admin` client, which talks to `/_whisk/admin/...` over HTTP. Kept
-//! here so `main.rs` stays a thin dispatcher.
+//! [`Config`]) and the `whisk admin` client, which talks to `/_whisk/admin/...` over HTTP with the
+//! token it finds in the data directory. Kept here so `main.rs` stays a thin dispatcher.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -149,9 +149,17 @@ impl ControlPlaneArgs {
 /// `whisk admin`.
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
-    /// HTTP URL of the control plane, e.g. http://127.0.0.1:3234.
+    /// HTTP URL of the control plane, e.g. http://127.0.0.1:3234 (default: the `admin-url` file
+    /// `whisk up` writes in the data directory).
     #[arg(long, env = "WHISK_CONTROLPLANE")]
-    pub controlplane: String,
+    pub controlplane: Option<String>,
+    /// Data directory of the stack (`whisk up --data-dir`) or control plane (`whisk controlplane
+    /// --data-dir`), where the admin token is.
+    #[arg(long, env = "WHISK_DATA_DIR", default_value = ".whisk")]
+    pub data_dir: PathBuf,
+    /// The admin token file (default: `admin-token` in the data directory, or in its `store/`).
+    #[arg(long, env = "WHISK_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -168,11 +176,13 @@ pub enum AdminCommand {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum UserCommand {
-    /// Create an identity for a namespace (created if new); prints uuid:key.
+    /// Create an identity for a namespace (created if new); prints uuid:key, the only time the
+    /// key is ever shown (only its digest is stored).
     Create {
         namespace: String,
         #[arg(long)]
         uuid: Option<String>,
+        /// The key to use (for automation); a random one by default.
         #[arg(long)]
         key: Option<String>,
         /// Subject (default: the namespace).
@@ -181,9 +191,9 @@ pub enum UserCommand {
     },
     /// Delete an identity.
     Delete { uuid: String },
-    /// Show an identity as uuid:key.
+    /// Show an identity as `uuid namespace subject` (keys cannot be shown again).
     Get { uuid: String },
-    /// List a namespace's identities.
+    /// List a namespace's identities, one `uuid namespace subject` a line.
     List { namespace: String },
 }
 
@@ -205,13 +215,56 @@ pub enum LimitsCommand {
     Delete { namespace: String },
 }
 
-async fn call(
+/// The admin token: `--token-file`, else `admin-token` in the data directory (`whisk controlplane`,
+/// `whisk up`) or in its `store/` (a `whisk up` directory of an older layout).
+fn read_token(args: &AdminArgs) -> Result<String, CliError> {
+    let candidates = match &args.token_file {
+        Some(f) => vec![f.clone()],
+        None => vec![
+            args.data_dir.join(crate::admin::TOKEN_FILE),
+            args.data_dir.join("store").join(crate::admin::TOKEN_FILE),
+        ],
+    };
+    for path in &candidates {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && !t.trim().is_empty()
+        {
+            return Ok(t.trim().to_string());
+        }
+    }
+    Err(CliError::Invalid(format!(
+        "no admin token in {}; pass the control plane's --data-dir (or --token-file)",
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    )))
+}
+
+fn controlplane_url(args: &AdminArgs) -> Result<String, CliError> {
+    if let Some(url) = &args.controlplane {
+        return Ok(url.clone());
+    }
+    let file = args.data_dir.join("admin-url");
+    std::fs::read_to_string(&file)
+        .map(|u| u.trim().to_string())
+        .map_err(|_| {
+            CliError::Invalid(format!(
+                "no --controlplane given and no {} to read it from",
+                file.display()
+            ))
+        })
+}
+
+async fn call_with(
+    token: &str,
     method: reqwest::Method,
     url: String,
     body: Option<Value>,
 ) -> Result<Value, CliError> {
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let mut req = client.request(method, &url);
+    let mut req = client.request(method, &url).bearer_auth(token);
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -238,10 +291,28 @@ fn creds(v: &Value) -> String {
     )
 }
 
+/// An identity without its key (which only `user create` ever shows): `uuid namespace subject`.
+fn identity_line(v: &Value) -> String {
+    format!(
+        "{} {} {}",
+        v["uuid"].as_str().unwrap_or_default(),
+        v["namespace"].as_str().unwrap_or_default(),
+        v["subject"].as_str().unwrap_or_default()
+    )
+}
+
 /// Run one admin command; returns what to print.
 pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
     use reqwest::Method;
-    let base = format!("{}/_whisk/admin", args.controlplane.trim_end_matches('/'));
+    let token = read_token(&args)?;
+    let base = format!(
+        "{}/_whisk/admin",
+        controlplane_url(&args)?.trim_end_matches('/')
+    );
+    let call = |method: Method, url: String, body: Option<Value>| {
+        let token = token.clone();
+        async move { call_with(&token, method, url, body).await }
+    };
     match args.command {
         AdminCommand::User(UserCommand::Create {
             namespace,
@@ -259,7 +330,7 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
             call(Method::DELETE, format!("{base}/users/{uuid}"), None).await?;
             Ok("ok: deleted identity".to_string())
         }
-        AdminCommand::User(UserCommand::Get { uuid }) => Ok(creds(
+        AdminCommand::User(UserCommand::Get { uuid }) => Ok(identity_line(
             &call(Method::GET, format!("{base}/users/{uuid}"), None).await?,
         )),
         AdminCommand::User(UserCommand::List { namespace }) => {
@@ -270,7 +341,7 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, CliError> {
             )
             .await?;
             Ok(v.as_array()
-                .map(|a| a.iter().map(creds).collect::<Vec<_>>().join("\n"))
+                .map(|a| a.iter().map(identity_line).collect::<Vec<_>>().join("\n"))
                 .unwrap_or_default())
         }
         AdminCommand::Limits(LimitsCommand::Set {

@@ -53,6 +53,9 @@ pub struct Config {
     pub proxy_args: Vec<String>,
     /// Run containers as pods in a Kubernetes cluster instead of local processes.
     pub kubernetes: Option<KubeSettings>,
+    /// The admin API's bearer token file (created, mode 0600, on first start); `None` =
+    /// `data_dir/admin-token`.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// Where action pods go when the Kubernetes backend is selected.
@@ -93,7 +96,15 @@ impl Config {
             seed_guest: true,
             proxy_args: Vec::new(),
             kubernetes: None,
+            admin_token_file: None,
         }
+    }
+
+    /// Where the admin API's token lives.
+    pub fn resolved_admin_token_file(&self) -> PathBuf {
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::admin::TOKEN_FILE))
     }
 
     /// Where per-container log files go.

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use whisk_proto::controlplane::v1 as pb;
 
 use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc};
@@ -23,13 +22,13 @@ pub fn namespace_pb(ns: &NamespaceDoc) -> pb::Namespace {
     }
 }
 
-/// Only the SHA-256 of the key (the secret part of `uuid:key`) leaves the control plane.
+/// Only the SHA-256 of the key (the secret part of `uuid:key`) is stored, and only it is pushed.
 pub fn identity_pb(id: &IdentityDoc) -> pb::Identity {
     pb::Identity {
         uuid: id.uuid.clone(),
         namespace: id.namespace.clone(),
         subject: id.subject.clone(),
-        key_sha256: Sha256::digest(id.key.as_bytes()).to_vec(),
+        key_sha256: id.key_digest(),
     }
 }
 

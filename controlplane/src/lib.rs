@@ -58,6 +58,8 @@ pub enum StartError {
     Init(#[from] plane::PlaneError),
     #[error("cannot set up the execution backend: {0}")]
     Backend(String),
+    #[error("cannot read or create the admin token {0}: {1}")]
+    AdminToken(std::path::PathBuf, std::io::Error),
 }
 
 /// A running control plane.
@@ -164,6 +166,14 @@ pub async fn start_with_backend(
     backend: Arc<dyn Backend>,
 ) -> Result<ControlPlaneHandle, StartError> {
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir)?);
+    let token_file = config.resolved_admin_token_file();
+    let admin_token: Arc<str> = match admin::load_or_create_token(&token_file) {
+        Ok(t) => t.into(),
+        Err(e) => {
+            store.close();
+            return Err(StartError::AdminToken(token_file, e));
+        }
+    };
     let grpc_listener = tokio::net::TcpListener::bind(config.grpc_listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -241,7 +251,9 @@ pub async fn start_with_backend(
     );
     // `/metrics`, `/healthz`, `/readyz`: outside the API's middleware; Envoy never routes them.
     let app = api::with_write_barrier(
-        api::with_transactions(api::router(plane.clone()).merge(admin::router(plane.clone()))),
+        api::with_transactions(
+            api::router(plane.clone()).merge(admin::router(plane.clone(), admin_token)),
+        ),
         plane.hub.clone(),
     )
     .merge(ops);

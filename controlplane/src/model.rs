@@ -233,20 +233,36 @@ pub struct NamespaceDoc {
     pub limits: NamespaceLimits,
 }
 
-/// One key of a namespace. The key is kept so the admin can show it; only its SHA-256 is pushed.
+/// One key of a namespace. Only the SHA-256 of the key (hex) is kept: the key itself is shown
+/// once, when the identity is created, and can never be read back from the store or any API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdentityDoc {
     pub uuid: String,
     pub namespace: String,
     pub subject: String,
-    pub key: String,
+    /// Lower-case hex SHA-256 of the key (the secret half of `uuid:key`).
+    pub key_sha256: String,
+}
+
+impl IdentityDoc {
+    /// The digest as bytes (empty if the stored hex is damaged, so that no key matches).
+    pub fn key_digest(&self) -> Vec<u8> {
+        hex::decode(&self.key_sha256).unwrap_or_default()
+    }
+}
+
+/// The stored form of a key: its SHA-256, lower-case hex.
+pub fn digest_key(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// Bump the patch component of a semantic version ("0.0.1" -> "0.0.2").
 pub fn bump_patch(version: &str) -> String {
     let mut parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
     parts.resize(3, 0);
-    parts[2] += 1;
+    // A client may choose any version: the bump saturates rather than overflow.
+    parts[2] = parts[2].saturating_add(1);
     format!("{}.{}.{}", parts[0], parts[1], parts[2])
 }
 
@@ -259,5 +275,9 @@ mod tests {
         assert_eq!(bump_patch("0.0.1"), "0.0.2");
         assert_eq!(bump_patch("1.2.9"), "1.2.10");
         assert_eq!(bump_patch("garbage"), "0.0.1");
+        assert_eq!(
+            bump_patch("0.0.18446744073709551615"),
+            "0.0.18446744073709551615"
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::backend::{Backend, BackendEvent, UnitSpec};
 use crate::config::Config;
 use crate::gc::{self, GcReport};
 use crate::metrics::{ControlPlaneMetrics, StateSnapshot};
-use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc};
+use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc, digest_key};
 use crate::pool::{Assigned, Container, Pool, State, new_container_id};
 use crate::push::{Delta, PushHub};
 use crate::starts::StartGate;
@@ -87,7 +87,7 @@ impl Plane {
                 uuid: GUEST_UUID.into(),
                 namespace: "guest".into(),
                 subject: "guest".into(),
-                key: GUEST_KEY.into(),
+                key_sha256: digest_key(GUEST_KEY),
             })?;
         }
         let mut d = Delta::default();

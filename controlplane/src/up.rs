@@ -129,6 +129,8 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
 
     let mut config = Config::new(data.join("store"));
     config.logs_dir = Some(logs.join("containers"));
+    // Beside `admin-url`, where `whisk admin --data-dir` looks first.
+    config.admin_token_file = Some(data.join(crate::admin::TOKEN_FILE));
     config.prewarm = parse_prewarm(&args.prewarm).map_err(UpError::Config)?;
     config.keep_alive = Duration::from_secs(args.keep_alive_secs);
     config.sweep_grace = Duration::from_secs(args.sweep_grace_secs);
@@ -179,6 +181,11 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     println!("  OpenWhisk API   {apihost}");
     println!("  guest key       {guest_auth}");
     println!("  data and logs   {}", data.display());
+    println!(
+        "  admin token     {} (whisk admin --data-dir {})",
+        data.join(crate::admin::TOKEN_FILE).display(),
+        data.display()
+    );
     println!();
     println!("  try:  curl -u {guest_auth} {apihost}/api/v1/namespaces/_/actions");
     println!("  Ctrl-C stops everything.");

@@ -789,3 +789,127 @@ async fn the_handler_preamble_answers_in_one_order() {
     );
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_chosen_version_saturates_instead_of_overflowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let api = Api::new(&cp, Some("guest"));
+    let top = "0.0.18446744073709551615";
+    let mut action = nodejs_action("code");
+    action["version"] = json!(top);
+    let (s, a) = api.put("/api/v1/namespaces/_/actions/v", action).await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["version"], top);
+    let (s, a) = api
+        .put(
+            "/api/v1/namespaces/_/actions/v?overwrite=true",
+            nodejs_action("code-2"),
+        )
+        .await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["version"], top);
+    cp.shutdown().await;
+}
+
+/// Sends `head` and then `body` on a fresh connection; returns the status and JSON body.
+async fn raw_http(
+    cp: &whisk_controlplane::ControlPlaneHandle,
+    head: &str,
+    body: &[u8],
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(cp.http_addr())
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    // The answer is small and the server closes the connection after it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no answer in time");
+        let n = tokio::time::timeout(std::time::Duration::from_secs(20), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        if let Some((headers, body)) = text.split_once("\r\n\r\n")
+            && let Some(len) = headers.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_string)
+            })
+            && body.len() >= len.trim().parse::<usize>().unwrap()
+        {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    )
+}
+
+#[tokio::test]
+async fn management_bodies_up_to_48_mb_are_accepted_larger_get_413() {
+    const MAX: usize = 48 * 1024 * 1024;
+    assert_eq!(whisk_controlplane::api::MAX_BODY_BYTES, MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let auth = "x-whisk-auth-namespace: guest\r\nx-whisk-auth-uuid: uuid-guest\r\nx-whisk-auth-subject: guest\r\nx-request-id: tid-123\r\n";
+
+    // Exactly the limit: accepted.
+    let envelope = r#"{"exec":{"kind":"nodejs:20","code":""}}"#;
+    let code = "x".repeat(MAX - envelope.len());
+    let body = format!(r#"{{"exec":{{"kind":"nodejs:20","code":"{code}"}}}}"#);
+    assert_eq!(body.len(), MAX);
+    let (s, v) = Api::new(&cp, Some("guest"))
+        .raw_owned(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/_/actions/big",
+            body,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // One byte more, declared: 413 without reading it.
+    let head = format!(
+        "PUT /api/v1/namespaces/_/actions/bigger HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        MAX + 1
+    );
+    let got = raw_http(&cp, &head, b"").await;
+    assert_error(
+        &got,
+        413,
+        &format!("Request larger than allowed: {} > {MAX} bytes.", MAX + 1),
+    );
+
+    // One byte more, chunked (no declared length): 413 too.
+    let head = format!(
+        "PUT /api/v1/namespaces/_/actions/chunked HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+        MAX + 1
+    );
+    let got = raw_http(&cp, &head, &vec![b' '; MAX + 1]).await;
+    assert_error(
+        &got,
+        413,
+        &format!("Request larger than allowed: {} > {MAX} bytes.", MAX + 1),
+    );
+    let (s, _) = Api::new(&cp, Some("guest"))
+        .get("/api/v1/namespaces/_/actions/chunked")
+        .await;
+    assert_eq!(s, 404, "nothing was created");
+    cp.shutdown().await;
+}

@@ -1,8 +1,11 @@
 //! A restart loses nothing; `whisk admin` (the real binary) manages identities and limits; the
-//! guest namespace is seeded on first start.
+//! guest namespace is seeded on first start; a key is shown once, at creation, and is found
+//! nowhere afterwards (store files, logs, admin and API answers); the admin API requires the
+//! token the control plane keeps, owner-only, in its data directory.
 
 mod common;
 
+use sha2::Digest;
 use tokio::process::Command;
 
 use common::*;
@@ -13,10 +16,13 @@ async fn whisk_admin(
     cp: &whisk_controlplane::ControlPlaneHandle,
     args: &[&str],
 ) -> (bool, String, String) {
+    // `whisk admin` finds the token by itself in the data directory.
     let out = Command::new(env!("CARGO_BIN_EXE_whisk"))
         .arg("admin")
         .arg("--controlplane")
         .arg(cp.http_url())
+        .arg("--data-dir")
+        .arg(&cp.plane().config.data_dir)
         .args(args)
         .output()
         .await
@@ -66,7 +72,12 @@ async fn admin_cli_users_and_limits() {
     assert!(!ok && err.contains("409"), "{err}");
     assert_eq!(
         whisk_admin(&cp, &["user", "get", "u-1"]).await.1,
-        format!("u-1:{}", "k".repeat(64))
+        "u-1 bob bob",
+        "the key is never shown again"
+    );
+    assert_eq!(
+        whisk_admin(&cp, &["user", "list", "bob"]).await.1,
+        "u-1 bob bob"
     );
 
     let (ok, _, err) = whisk_admin(
@@ -161,6 +172,8 @@ async fn restart_loses_nothing() {
                 "admin",
                 "--controlplane",
                 &cp.http_url(),
+                "--data-dir",
+                cp.plane().config.data_dir.to_str().unwrap(),
                 "user",
                 "create",
                 "carol",
@@ -216,5 +229,198 @@ async fn restart_loses_nothing() {
     let after = cp.plane().hub.action("guest/p/a").unwrap();
     assert!(after.revision > revision);
     assert_eq!(after.version, "0.0.3");
+    cp.shutdown().await;
+}
+
+/// Every byte sequence of `needle` in the files under `dir`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_and_stored_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "Zq7secretKEYthatMustNeverLeak0123456789abcdefghijklmnopqrstuvwx";
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let (ok, created, err) = whisk_admin(
+        &cp,
+        &["user", "create", "dana", "--uuid", "d-1", "--key", key],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(created, format!("d-1:{key}"), "shown once, at creation");
+    let (ok, random, err) = whisk_admin(&cp, &["user", "create", "dana"]).await;
+    assert!(ok, "{err}");
+    let (random_uuid, random_key) = random.split_once(':').unwrap();
+
+    // The router gets the digest it matches Basic credentials against.
+    let digest = sha2::Sha256::digest(key.as_bytes()).to_vec();
+    assert!(
+        cp.plane()
+            .hub
+            .snapshot()
+            .identities_upsert
+            .iter()
+            .any(|i| i.uuid == "d-1" && i.key_sha256 == digest)
+    );
+    // The guest's well-known key is stored as a digest like any other.
+    let guest = cp
+        .plane()
+        .store
+        .get_identity(whisk_controlplane::plane::GUEST_UUID)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        guest.key_sha256,
+        hex::encode(sha2::Sha256::digest(
+            whisk_controlplane::plane::GUEST_KEY.as_bytes()
+        ))
+    );
+
+    // Use the namespace, then read back every answer that could carry a key.
+    let dana = Api::new(&cp, Some("dana"));
+    let mut answers = vec![
+        dana.put("/api/v1/namespaces/_/actions/a", nodejs_action("code"))
+            .await
+            .1,
+        dana.get("/api/v1/namespaces").await.1,
+        dana.get("/api/v1/namespaces/_/actions").await.1,
+        dana.get("/api/v1/namespaces/_/limits").await.1,
+    ];
+    let mut printed = String::new();
+    for args in [
+        &["user", "get", "d-1"][..],
+        &["user", "list", "dana"][..],
+        &["user", "get", random_uuid][..],
+        &["limits", "get", "dana"][..],
+    ] {
+        let (ok, out, err) = whisk_admin(&cp, args).await;
+        assert!(ok, "{args:?}: {err}");
+        printed.push_str(&out);
+        printed.push_str(&err);
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token = admin_token(&cp);
+    for path in ["users/d-1", "namespaces/dana/users"] {
+        let v: serde_json::Value = http
+            .get(format!("{}/_whisk/admin/{path}", cp.http_url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(v.to_string().contains("d-1"), "{v}");
+        answers.push(v);
+    }
+    let (ok, out, err) = whisk_admin(&cp, &["user", "delete", "d-1"]).await;
+    assert!(ok, "{err}");
+    printed.push_str(&out);
+    for k in [key, random_key] {
+        assert!(!printed.contains(k), "printed: {printed}");
+        for a in &answers {
+            assert!(!a.to_string().contains(k), "answer: {a}");
+        }
+    }
+    cp.shutdown().await;
+    for k in [key, random_key] {
+        let found = files_containing(dir.path(), k.as_bytes());
+        assert!(found.is_empty(), "the key is in {found:?}");
+    }
+}
+
+fn admin_token(cp: &whisk_controlplane::ControlPlaneHandle) -> String {
+    std::fs::read_to_string(cp.plane().config.resolved_admin_token_file())
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_admin_api_requires_the_token_from_the_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let file = dir.path().join("admin-token");
+    assert_eq!(cp.plane().config.resolved_admin_token_file(), file);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "owner-only, got {mode:o}");
+    let token = admin_token(&cp);
+    assert_eq!(token.len(), 64);
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/_whisk/admin/namespaces/guest/limits", cp.http_url());
+    let answer = |req: reqwest::RequestBuilder| async move {
+        let resp = req.header("x-request-id", "tid-123").send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<serde_json::Value>().await.unwrap())
+    };
+    let none = answer(http.get(&url)).await;
+    assert_error(
+        &none,
+        401,
+        "The resource requires authentication, which was not supplied with the request",
+    );
+    assert!(none.1["code"].is_string(), "{}", none.1);
+    let wrong = answer(http.get(&url).bearer_auth("0".repeat(64))).await;
+    assert_error(&wrong, 401, "The supplied authentication is invalid");
+    let basic = answer(http.get(&url).basic_auth(
+        whisk_controlplane::plane::GUEST_UUID,
+        Some(whisk_controlplane::plane::GUEST_KEY),
+    ))
+    .await;
+    assert_error(&basic, 401, "The supplied authentication is invalid");
+    let create = answer(
+        http.post(format!("{}/_whisk/admin/users", cp.http_url()))
+            .json(&json!({ "namespace": "mallory" })),
+    )
+    .await;
+    assert_eq!(create.0, 401);
+    assert!(cp.plane().store.get_namespace("mallory").unwrap().is_none());
+    let valid = answer(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!(valid.0, 200, "{}", valid.1);
+
+    // Without the data directory, `whisk admin` has no token and says where it looked.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_whisk"))
+        .args(["admin", "--controlplane", &cp.http_url(), "--data-dir"])
+        .arg(elsewhere.path())
+        .args(["limits", "get", "guest"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no admin token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cp.shutdown().await;
+
+    // The token survives a restart (so does a `whisk admin` pointed at the data directory), and a
+    // token file someone opened up is made owner-only again.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    assert_eq!(admin_token(&cp), token);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "owner-only again, got {mode:o}");
+    let (ok, out, err) = whisk_admin(&cp, &["limits", "get", "guest"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "{}");
     cp.shutdown().await;
 }

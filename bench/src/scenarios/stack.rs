@@ -29,6 +29,8 @@ struct Up {
     api: SocketAddr,
     /// The control plane's admin URL (`whisk admin --controlplane`).
     admin: String,
+    /// The stack's data directory, where `whisk admin` finds the admin token.
+    data: std::path::PathBuf,
     http: reqwest::Client,
 }
 
@@ -152,14 +154,9 @@ impl Up {
         })?;
         let before = super::router_revision(&self.http, admin).await.unwrap_or(0);
         let out = Command::new(whisk)
-            .args([
-                "admin",
-                "--controlplane",
-                &self.admin,
-                "limits",
-                "set",
-                "guest",
-            ])
+            .args(["admin", "--controlplane", &self.admin, "--data-dir"])
+            .arg(&self.data)
+            .args(["limits", "set", "guest"])
             .args([
                 "--invocations-per-minute",
                 "100000000",
@@ -233,6 +230,7 @@ async fn whisk_up(
         child,
         api,
         admin,
+        data: dir.join("data"),
         http: reqwest::Client::new(),
     };
     up.lift_guest_limits(&tools.whisk).await?;

@@ -1,6 +1,7 @@
 //! The management API (`/api/v1/...`), OpenWhisk-compatible, as an axum router over [`Plane`].
 //! Callers are identified only by the `x-whisk-auth-*` headers Envoy's ext_authz sets
-//! (Contract 4). Every answer echoes `X-Request-ID`; errors carry it as `code`.
+//! (Contract 4). Every answer echoes `X-Request-ID`; errors carry it as `code`. Bodies are
+//! accepted up to OpenWhisk's action code limit ([`MAX_BODY_BYTES`]), however they are framed.
 
 pub mod actions;
 pub mod activations;
@@ -14,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::Request;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -137,9 +138,52 @@ pub fn with_write_barrier(router: Router, hub: Arc<crate::push::PushHub>) -> Rou
     ))
 }
 
-/// Wrap a router (the API plus admin) in the transaction middleware.
+/// OpenWhisk's `exec-size-limit` (48 MB): the largest management request body accepted.
+pub const MAX_BODY_BYTES: usize = 48 * 1024 * 1024;
+
+fn too_large(size: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request larger than allowed: {size} > {MAX_BODY_BYTES} bytes."),
+    )
+}
+
+/// Reads the body up to [`MAX_BODY_BYTES`], declared (`content-length`) or not (chunked): a larger
+/// one gets OpenWhisk's 413 and reaches no handler.
+async fn limit_body(req: Request, next: Next) -> Response {
+    use futures::StreamExt;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared
+        && n > MAX_BODY_BYTES as u64
+    {
+        return too_large(n).into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return ApiError::malformed("the request body could not be read").into_response();
+        };
+        let total = buf.len() + chunk.len();
+        if total > MAX_BODY_BYTES {
+            return too_large(total as u64).into_response();
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    next.run(Request::from_parts(parts, Body::from(buf))).await
+}
+
+/// Wrap a router (the API plus admin) in the transaction middleware and the body limit.
 pub fn with_transactions(router: Router) -> Router {
-    router.layer(middleware::from_fn(transaction))
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_body))
+        .layer(middleware::from_fn(transaction))
 }
 
 // ---- helpers shared by the handlers ------------------------------------------------------

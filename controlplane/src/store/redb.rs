@@ -1,6 +1,7 @@
 //! The durable embedded store: one redb file in the data directory. Documents are JSON values
 //! under string keys; activations are keyed by namespace + start time so retention and
-//! newest-first listing are range scans.
+//! newest-first listing are range scans. Identities hold only a digest of their key; a store
+//! written before that (clear `key` fields) is migrated when it is opened.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -11,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Store, StoreError};
-use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc};
+use crate::model::{ActionDoc, IdentityDoc, NamespaceDoc, PackageDoc, digest_key};
 
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 const IDENTITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("identities");
@@ -53,6 +54,12 @@ impl RedbStore {
             txn.open_table(ACTIVATION_COUNTS).map_err(be)?;
         }
         txn.commit().map_err(be)?;
+        let mut db = db;
+        if digest_clear_keys(&db)? > 0 {
+            // Give back the pages that held clear keys, so the file keeps as few of them as
+            // redb allows.
+            db.compact().map_err(be)?;
+        }
         Ok(Self {
             db: RwLock::new(Some(Arc::new(db))),
         })
@@ -138,6 +145,42 @@ impl RedbStore {
         }
         Ok(out)
     }
+}
+
+/// Replaces every identity's clear `key` with `key_sha256` (stores written before keys were kept
+/// as digests). Returns how many identities were rewritten.
+fn digest_clear_keys(db: &Database) -> Result<usize, StoreError> {
+    let txn = db.begin_write().map_err(be)?;
+    let mut updates = Vec::new();
+    {
+        let mut t = txn.open_table(IDENTITIES).map_err(be)?;
+        for item in t.range::<&str>(..).map_err(be)? {
+            let (k, v) = item.map_err(be)?;
+            let mut doc: Value = serde_json::from_slice(v.value())?;
+            let Some(obj) = doc.as_object_mut() else {
+                continue;
+            };
+            let Some(clear) = obj.remove("key") else {
+                continue;
+            };
+            if !obj.contains_key("key_sha256") {
+                let digest = digest_key(clear.as_str().unwrap_or_default());
+                obj.insert("key_sha256".into(), Value::String(digest));
+            }
+            updates.push((k.value().to_string(), serde_json::to_vec(&doc)?));
+        }
+        for (k, bytes) in &updates {
+            t.insert(k.as_str(), bytes.as_slice()).map_err(be)?;
+        }
+    }
+    txn.commit().map_err(be)?;
+    if !updates.is_empty() {
+        tracing::info!(
+            rewritten = updates.len(),
+            "identities migrated: clear keys replaced by their digests"
+        );
+    }
+    Ok(updates.len())
 }
 
 fn activation_key(namespace: &str, start_ms: i64, id: &str) -> String {
@@ -397,6 +440,38 @@ mod tests {
         );
         let page = store.list_activations("ns", &|_| true, 1, 1).unwrap();
         assert_eq!(page[0]["activationId"], json!(format!("{:032}", 3)));
+    }
+
+    #[test]
+    fn clear_keys_are_digested_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "clearKEYclearKEYclearKEY0123456789";
+        {
+            let store = RedbStore::open(dir.path()).unwrap();
+            // The shape identities had before keys were kept as digests.
+            store
+                .put_doc(
+                    IDENTITIES,
+                    "u-old",
+                    &json!({"uuid": "u-old", "namespace": "ns", "subject": "s", "key": key}),
+                )
+                .unwrap();
+            store.close();
+        }
+        let store = RedbStore::open(dir.path()).unwrap();
+        let id = store.get_identity("u-old").unwrap().unwrap();
+        assert_eq!(id.key_sha256, digest_key(key));
+        assert_eq!(id.namespace, "ns");
+        assert_eq!(store.list_identities().unwrap(), vec![id]);
+        store.close();
+        let file = std::fs::read(dir.path().join("controlplane.redb")).unwrap();
+        assert!(
+            !file.windows(key.len()).any(|w| w == key.as_bytes()),
+            "the clear key is gone from the store file"
+        );
+        // A second open has nothing left to migrate.
+        let db = Database::create(dir.path().join("controlplane.redb")).unwrap();
+        assert_eq!(digest_clear_keys(&db).unwrap(), 0);
     }
 
     #[test]

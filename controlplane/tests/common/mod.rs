@@ -220,6 +220,37 @@ impl Api {
         )
     }
 
+    /// Like [`Api::raw`] with an owned body.
+    pub async fn raw_owned(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: String,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .header("x-request-id", "tid-123");
+        if let Some(ns) = &self.namespace {
+            req = req
+                .header("x-whisk-auth-namespace", ns)
+                .header("x-whisk-auth-uuid", format!("uuid-{ns}"))
+                .header("x-whisk-auth-subject", ns);
+        }
+        let resp = req
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
