@@ -46,7 +46,7 @@ struct SetLimits {
 }
 
 /// Name of the token file in the control plane's data directory.
-pub const TOKEN_FILE: &str = "admin-token";
+pub use crate::config::TOKEN_FILE;
 
 /// OpenWhisk's (Pekko's) text for a request that carries no credentials at all.
 pub const NO_CREDENTIALS: &str =

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The admin API token file, in the data directory.
+pub const TOKEN_FILE: &str = "admin-token";
+
 /// Control-plane configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -104,7 +107,7 @@ impl Config {
     pub fn resolved_admin_token_file(&self) -> PathBuf {
         self.admin_token_file
             .clone()
-            .unwrap_or_else(|| self.data_dir.join(crate::admin::TOKEN_FILE))
+            .unwrap_or_else(|| self.data_dir.join(TOKEN_FILE))
     }
 
     /// Where per-container log files go.
