@@ -213,6 +213,13 @@ def check_labels(label, docs):
                         | {p["containerPort"] for c in sp["containers"] for p in c.get("ports", [])}
                         for _, sp in targets)
             check(found, f"{label} {name(s)}: targetPort {tp} is a container port")
+    for ing in by_kind(docs, "Ingress"):
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                svc = path["backend"]["service"]
+                target = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == svc["name"]]
+                check(target and svc["port"].get("name") in {p.get("name") for p in target[0]["spec"]["ports"]},
+                      f"{label} {name(ing)}: backend is a port of a rendered Service")
     for d in by_kind(docs, "PodDisruptionBudget") + by_kind(docs, "HorizontalPodAutoscaler"):
         if d["kind"] == "PodDisruptionBudget":
             ok = any(matches(d["spec"]["selector"], lab) for o, _, lab in pods
@@ -318,8 +325,9 @@ def check_network(label, docs):
                 check({"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
                       <= set(peer["ipBlock"].get("except", [])),
                       f"{label}: action pods' internet egress excludes private ranges")
-            check(not ("podSelector" in peer and matches(peer["podSelector"], gw)),
-                  f"{label}: action pods cannot reach the gateways (admin ports)")
+            if "podSelector" in peer and matches(peer["podSelector"], gw):
+                check(np_ports(rule) == {(8080, "TCP")},
+                      f"{label}: action pods reach only the gateways' API port (no admin ports)")
     # Every pod selector of the release's policies selects some rendered pod.
     all_labels = [lab for _, _, lab in pod_specs(docs)]
     for p in pols:
@@ -421,7 +429,7 @@ def check_flags(label, docs):
 
 
 FREE_FORM = ("requests", "limits", "nodeSelector", "affinity", "tolerations", "imagePullSecrets",
-             "apiServerPorts")
+             "annotations", "apiServerPorts")
 
 
 def value_paths(v, prefix=""):
