@@ -388,7 +388,8 @@ _help_cache = {}
 def help_text(cmd):
     key = tuple(cmd)
     if key not in _help_cache:
-        r = run([os.path.join(abs_path(BIN_DIR), cmd[0])] + cmd[1:] + ["--help"])
+        exe = abs_path(ENVOY) if cmd[0] == "envoy" else os.path.join(abs_path(BIN_DIR), cmd[0])
+        r = run([exe] + cmd[1:] + ["--help"])
         check(r.returncode == 0, f"{' '.join(cmd)} --help: {r.stderr}")
         _help_cache[key] = r.stdout
     return _help_cache[key]
@@ -416,12 +417,15 @@ def check_flags(label, docs):
             elif binary == "whisk-router":
                 check_flags_in_help(where, ["whisk-router"] + command[1:], c.get("args", []))
                 seen += 1
+            elif binary == "envoy":
+                check_flags_in_help(where, ["envoy"], c.get("args", []))
+                seen += 1
             elif binary == "sh":
                 script = "\n".join(c.get("args", []))
                 for m in re.finditer(r"whisk admin user (create|get|delete)([^\n]*)", script):
                     check_flags_in_help(where, ["whisk", "admin", "user", m.group(1)], m.group(2).split())
                     seen += 1
-    check(seen >= 3, f"{label}: flags of the router, the control plane and the guest job checked")
+    check(seen >= 4, f"{label}: flags of Envoy, the router, the control plane and the guest job checked")
 
 
 # ---------------------------------------------------------------------------------------------
