@@ -272,6 +272,16 @@ def check_rbac(label, docs):
           and rbs[0]["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}],
           f"{label}: the RoleBinding gives the Role to the control plane's service account")
     check(args.get("--backend") == "kubernetes", f"{label}: control plane runs --backend kubernetes")
+    # Action pods and routers reach the control plane's gRPC port through its Service.
+    router = [c for d in by_kind(docs, "Deployment") for c in d["spec"]["template"]["spec"]["containers"]
+              if c.get("command", [""])[0] == "whisk-router"]
+    router_args = router[0].get("args", []) if router else []
+    router_url = router_args[router_args.index("--controlplane") + 1] if "--controlplane" in router_args else ""
+    svc_hosts = {f"{s['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{p['port']}"
+                 for s in by_kind(docs, "Service") for p in s["spec"]["ports"] if p.get("targetPort") == "grpc"
+                 and s["spec"].get("clusterIP") != "None"}
+    for what, url in (("--grpc-advertise", args.get("--grpc-advertise", "")), ("router --controlplane", router_url)):
+        check(url.removeprefix("http://") in svc_hosts, f"{label}: {what} {url!r} is the control plane's gRPC Service")
     check(any(v["metadata"].get("name") == "data" for v in sts["spec"].get("volumeClaimTemplates", [])),
           f"{label}: control plane store on a PersistentVolumeClaim")
 
