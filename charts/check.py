@@ -338,6 +338,20 @@ def check_network(label, docs):
             if "podSelector" in peer and matches(peer["podSelector"], gw):
                 check(np_ports(rule) == {(8080, "TCP")},
                       f"{label}: action pods reach only the gateways' API port (no admin ports)")
+    # Gateways admit anyone on the API port, scrapers (networkPolicy.metricsFrom) on the router's
+    # metrics port, nothing else.
+    gw_pols = [p for p in pols if p["metadata"]["namespace"] == NAMESPACE and p["spec"].get("ingress")
+               and matches(p["spec"]["podSelector"], gw)]
+    for p in gw_pols:
+        for rule in p["spec"]["ingress"]:
+            if np_ports(rule) == {(8080, "TCP")}:
+                continue
+            check(np_ports(rule) == {(9090, "TCP")} and rule.get("from"),
+                  f"{label} {name(p)}: gateways admit only the API port, and 9090 from given scrapers")
+            check(not any("ipBlock" in peer for peer in rule.get("from", []))
+                  and not any(matches(peer.get("podSelector", {"matchLabels": {"x": "y"}}), action_labels)
+                              for peer in rule.get("from", [])),
+                  f"{label} {name(p)}: action pods cannot reach the routers' admin port")
     # Every pod selector of the release's policies selects some rendered pod.
     all_labels = [lab for _, _, lab in pod_specs(docs)]
     for p in pols:
@@ -443,7 +457,7 @@ def check_flags(label, docs):
 
 
 FREE_FORM = ("requests", "limits", "nodeSelector", "affinity", "tolerations", "imagePullSecrets",
-             "annotations", "apiServerPorts")
+             "annotations", "apiServerPorts", "metricsFrom")
 
 
 def value_paths(v, prefix=""):
