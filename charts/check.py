@@ -60,15 +60,17 @@ def value_files():
     return [None] + sorted(glob.glob(os.path.join(CHART, "ci", "*.yaml")))
 
 
-# A CRD the chart renders only where the cluster serves it.
+# CRDs the chart renders only where the cluster serves them.
 SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
+HTTP_ROUTE = "gateway.networking.k8s.io/v1/HTTPRoute"
+CRD_GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/")
 
 
 def render(values_file, capabilities=True):
     args = [abs_path(HELM), "template", RELEASE, CHART, "-n", NAMESPACE,
             "--kube-version", KUBE_VERSION]
     if capabilities:
-        args += ["--api-versions", SERVICE_MONITOR]
+        args += ["--api-versions", SERVICE_MONITOR, "--api-versions", HTTP_ROUTE]
     if values_file:
         args += ["-f", values_file]
     r = run(args)
@@ -87,7 +89,7 @@ def lint(values_file):
 
 def kube_validate(name, docs):
     # kubernetes-validate has no schema for CRDs: leave them out (checked in check_monitoring).
-    builtin = [d for d in docs if not d["apiVersion"].startswith("monitoring.coreos.com/")]
+    builtin = [d for d in docs if not d["apiVersion"].startswith(CRD_GROUPS)]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump_all(builtin, f)
     try:
@@ -386,9 +388,20 @@ def check_monitoring(label, docs, values):
                   f"{label} {name(m)}: endpoint port {ep['port']} is a port of that Service")
             check(ep.get("path") == "/metrics", f"{label} {name(m)}: scrapes /metrics")
         check(all(s["spec"]["type"] == "ClusterIP" for s in svcs), f"{label}: metrics never on a LoadBalancer")
-    if wanted:
+    routes = by_kind(docs, "HTTPRoute")
+    route_wanted = values["gateway"]["httpRoute"]["enabled"]
+    check(len(routes) == (1 if route_wanted else 0), f"{label}: an HTTPRoute iff gateway.httpRoute.enabled")
+    for r in routes:
+        check(r["spec"].get("parentRefs"), f"{label} {name(r)}: attaches to a Gateway")
+        for rule in r["spec"]["rules"]:
+            for b in rule["backendRefs"]:
+                svc = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == b["name"]]
+                check(svc and b["port"] in {p["port"] for p in svc[0]["spec"]["ports"]},
+                      f"{label} {name(r)}: backend {b['name']}:{b['port']} is a rendered Service port")
+    if wanted or route_wanted:
         _, plain = render(values.get("_file"), capabilities=False)
-        check(not by_kind(plain, "ServiceMonitor"), f"{label}: no ServiceMonitor where the CRD is not served")
+        check(not by_kind(plain, "ServiceMonitor") and not by_kind(plain, "HTTPRoute"),
+              f"{label}: no CRD objects where their CRDs are not served")
 
 
 def check_secret(label, docs, values):
