@@ -79,6 +79,23 @@ def render(values_file, capabilities=True):
     return r.stdout, [d for d in yaml.safe_load_all(r.stdout) if d]
 
 
+def check_notes(label, values_file, docs, values):
+    """NOTES.txt (rendered by a client-side dry-run install) prints the API host, how to read the
+    guest key from its Secret, and the wsk / JS-client lines."""
+    args = [abs_path(HELM), "install", "--dry-run=client", RELEASE, CHART, "-n", NAMESPACE]
+    if values_file:
+        args += ["-f", values_file]
+    r = run(args)
+    if not check(r.returncode == 0, f"{label}: helm install --dry-run=client: {r.stderr}"):
+        return
+    notes = r.stdout.split("\nNOTES:\n", 1)[-1] if "\nNOTES:\n" in r.stdout else ""
+    svc = [s["metadata"]["name"] for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-gateway")]
+    secret = values["guest"]["existingSecret"] or (by_kind(docs, "Secret") or [{"metadata": {"name": "?"}}])[0]["metadata"]["name"]
+    for want in ["wsk property set --apihost", "require('openwhisk')", f"get secret {secret} ",
+                 f"{svc[0] if svc else '?'}.{NAMESPACE}.svc.cluster.local"]:
+        check(want in notes, f"{label}: NOTES.txt shows `{want}`")
+
+
 def lint(values_file):
     args = [abs_path(HELM), "lint", "--strict", CHART, "--kube-version", KUBE_VERSION]
     if values_file:
@@ -624,6 +641,7 @@ def main():
         check_secret(label, docs, merged_values(base, vf))
         check_envoy(label, docs)
         check_flags(label, docs)
+        check_notes(label, vf, docs, merged_values(base, vf))
     if failures:
         print(f"chart-check: {len(failures)} failure(s):", file=sys.stderr)
         for f in failures:
