@@ -4,9 +4,11 @@
 Renders the chart for its default values and for every charts/whisk/ci/*.yaml, then checks:
 helm lint --strict; kubernetes-validate --strict against Kubernetes 1.32; the gateways' Envoy
 config with `envoy --mode validate`; every flag passed to a whisk binary against its --help; that
-every value is documented, used by a template, in the schema and in the README table; and the
-rendered objects (security contexts, probes, RBAC verbs, NetworkPolicy selectors and ports, the
-guest-key Secret's lookup, labels and selectors).
+every value is documented, used by a template, in the schema and in the README table; NOTES.txt;
+and the rendered objects (security contexts, probes, RBAC verbs against the backend's source and
+docs/architecture.md, NetworkPolicy selectors and ports, the guest-key Secret's lookup, labels,
+selectors, Service target ports, the control plane's gRPC Service URL, CRD objects only where the
+CRD is served). Renders pass --api-versions for the optional CRDs (ServiceMonitor, HTTPRoute).
 
 Environment: HELM, KUBE_VALIDATE, ENVOY (paths to the tools), BIN_DIR (whisk binaries).
 Exits non-zero and lists every failure when any check fails.
