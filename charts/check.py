@@ -624,6 +624,10 @@ def main():
         if not os.access(abs_path(tool), os.X_OK):
             sys.exit(f"missing {tool}: run `make chart-tools envoy`")
     base = check_values()
+    # The schema is enforced: an unknown key and a wrong enum value are refused.
+    for bad in ("gateway.replica=2", "gateway.service.type=Internal", "telemetry.traceSampleRatio=2"):
+        r = run([abs_path(HELM), "template", RELEASE, CHART, "--set", bad])
+        check(r.returncode != 0 and "schema" in r.stderr, f"values.schema.json refuses --set {bad}")
     check_sources()
     files = value_files()
     check(len(files) >= 3, "charts/whisk/ci has values files to render")
