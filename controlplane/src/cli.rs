@@ -76,6 +76,10 @@ pub struct ControlPlaneArgs {
     /// gRPC listen address (routers, container proxies).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub grpc_listen: SocketAddr,
+    /// gRPC URL given to container proxies, e.g. a Service's http://whisk-controlplane:7001
+    /// (default: http:// + the gRPC listen address).
+    #[arg(long, env = "WHISK_GRPC_ADVERTISE")]
+    pub grpc_advertise: Option<String>,
     /// HTTP listen address (management API, /_whisk/admin).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http_listen: SocketAddr,
@@ -127,6 +131,7 @@ impl ControlPlaneArgs {
     pub fn into_config(self) -> Result<Config, CliError> {
         let mut c = Config::new(self.data_dir);
         c.grpc_listen = self.grpc_listen;
+        c.grpc_advertise = self.grpc_advertise.filter(|u| !u.is_empty());
         c.http_listen = self.http_listen;
         c.proxy_bin = self.proxy_bin;
         c.api_host = self.api_host;
@@ -418,5 +423,27 @@ mod tests {
                 .is_err(),
             "a proxy image is required"
         );
+    }
+
+    #[test]
+    fn the_grpc_url_given_to_proxies_can_be_a_service() {
+        let default = Cmd::parse_from(["whisk"]).args.into_config().unwrap();
+        assert_eq!(default.grpc_advertise, None, "default: the bound address");
+        let c = Cmd::parse_from([
+            "whisk",
+            "--grpc-listen",
+            "0.0.0.0:7001",
+            "--grpc-advertise",
+            "http://whisk-controlplane.whisk.svc.cluster.local:7001",
+        ])
+        .args
+        .into_config()
+        .unwrap();
+        assert_eq!(
+            c.grpc_advertise.as_deref(),
+            Some("http://whisk-controlplane.whisk.svc.cluster.local:7001")
+        );
+        let empty = Cmd::parse_from(["whisk", "--grpc-advertise", ""]);
+        assert_eq!(empty.args.into_config().unwrap().grpc_advertise, None);
     }
 }

@@ -17,6 +17,9 @@ pub struct Config {
     pub logs_dir: Option<PathBuf>,
     /// gRPC (routers, container proxies). Port 0 = any free port.
     pub grpc_listen: SocketAddr,
+    /// The gRPC URL given to container proxies (`--controlplane`); `None` = `http://` + the bound
+    /// address. A Service URL keeps pods reachable back when the control plane moves.
+    pub grpc_advertise: Option<String>,
     /// HTTP management API and `/_whisk/admin`. Port 0 = any free port.
     pub http_listen: SocketAddr,
     /// The container proxy binary; `None` = `whisk-container-proxy` next to the current executable.
@@ -80,6 +83,7 @@ impl Config {
             data_dir: data_dir.into(),
             logs_dir: None,
             grpc_listen: loopback,
+            grpc_advertise: None,
             http_listen: loopback,
             proxy_bin: None,
             api_host: "http://127.0.0.1:3233".to_string(),

@@ -199,8 +199,12 @@ pub async fn start_with_backend(
             source,
         })?;
 
+    let advertised = config
+        .grpc_advertise
+        .clone()
+        .unwrap_or_else(|| format!("http://{grpc_addr}"));
     let plane = Plane::new(config, store, backend);
-    plane.set_controlplane_url(format!("http://{grpc_addr}"));
+    plane.set_controlplane_url(advertised);
     if let Err(e) = plane.bootstrap() {
         plane.store.close();
         return Err(e.into());
