@@ -92,7 +92,7 @@ def check_notes(label, values_file, docs, values):
         return
     notes = r.stdout.split("\nNOTES:\n", 1)[-1] if "\nNOTES:\n" in r.stdout else ""
     svc = [s["metadata"]["name"] for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-gateway")]
-    secret = values["guest"]["existingSecret"] or (by_kind(docs, "Secret") or [{"metadata": {"name": "?"}}])[0]["metadata"]["name"]
+    secret = values["guest"]["existingSecret"] or (guest_secrets(docs) or [{"metadata": {"name": "?"}}])[0]["metadata"]["name"]
     for want in ["wsk property set --apihost", "require('openwhisk')", f"get secret {secret} ",
                  f"{svc[0] if svc else '?'}.{NAMESPACE}.svc.cluster.local"]:
         check(want in notes, f"{label}: NOTES.txt shows `{want}`")
@@ -423,9 +423,40 @@ def check_monitoring(label, docs, values):
               f"{label}: no CRD objects where their CRDs are not served")
 
 
+def guest_secrets(docs):
+    """The guest-key Secrets (the admin-token Secret is checked by `check_admin_token`)."""
+    return [d for d in by_kind(docs, "Secret") if not d["metadata"]["name"].endswith("-admin-token")]
+
+
+def check_admin_token(label, docs):
+    """One admin-token Secret, kept on upgrade, mounted (owner and group only) into the control
+    plane, which is told to use it, and into the jobs that call the admin API."""
+    secrets = [d for d in by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-admin-token")]
+    if not check(len(secrets) == 1 and set(secrets[0]["data"]) == {"token"},
+                 f"{label}: one admin-token Secret with a token"):
+        return
+    secret_name = secrets[0]["metadata"]["name"]
+    for o, spec, _ in pod_specs(docs):
+        mounts_it = any(v.get("secret", {}).get("secretName") == secret_name
+                        and v["secret"].get("defaultMode") == 0o440 for v in spec.get("volumes", []))
+        args = [a for c in spec["containers"] for a in c.get("args", [])]
+        envs = {e["name"]: e.get("value") for c in spec["containers"] for e in c.get("env", [])}
+        if o["kind"] == "StatefulSet":
+            check(mounts_it and "--admin-token-file" in args,
+                  f"{label} {name(o)}: the control plane uses the admin-token Secret")
+        if o["kind"] == "Job":
+            check(mounts_it and envs.get("WHISK_ADMIN_TOKEN_FILE"),
+                  f"{label} {name(o)}: the admin job presents the admin token")
+    with open(os.path.join(CHART, "templates", "secret-admin.yaml")) as f:
+        src = f.read()
+    check(re.search(r'lookup "v1" "Secret" \.Release\.Namespace', src)
+          and "$existing.data" in src, "secret-admin.yaml keeps an existing Secret (lookup)")
+
+
 def check_secret(label, docs, values):
+    check_admin_token(label, docs)
     existing = values.get("guest", {}).get("existingSecret")
-    secrets = by_kind(docs, "Secret")
+    secrets = guest_secrets(docs)
     if existing:
         check(not secrets, f"{label}: no Secret rendered when guest.existingSecret is given")
         secret_name = existing

@@ -58,7 +58,15 @@ pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let token = existing.trim().to_string();
         if !token.is_empty() {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0
+                && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                // A read-only mount only the owner and its group can read (a Kubernetes Secret
+                // mounted with the pod's fsGroup) is acceptable; readable by others is not.
+                && mode & 0o007 != 0
+            {
+                return Err(e);
+            }
             return Ok(token);
         }
         std::fs::remove_file(path)?;

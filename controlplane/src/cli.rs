@@ -80,6 +80,10 @@ pub struct ControlPlaneArgs {
     /// (default: http:// + the gRPC listen address).
     #[arg(long, env = "WHISK_GRPC_ADVERTISE")]
     pub grpc_advertise: Option<String>,
+    /// The admin API's token file (default: `admin-token` in the data directory, created on first
+    /// start). In a cluster, a mounted Secret the admin jobs mount too.
+    #[arg(long, env = "WHISK_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// HTTP listen address (management API, /_whisk/admin).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http_listen: SocketAddr,
@@ -132,6 +136,7 @@ impl ControlPlaneArgs {
         let mut c = Config::new(self.data_dir);
         c.grpc_listen = self.grpc_listen;
         c.grpc_advertise = self.grpc_advertise.filter(|u| !u.is_empty());
+        c.admin_token_file = self.admin_token_file;
         c.http_listen = self.http_listen;
         c.proxy_bin = self.proxy_bin;
         c.api_host = self.api_host;

@@ -47,6 +47,10 @@ app.kubernetes.io/part-of: whisk
 {{- default (printf "%s-guest" (include "whisk.fullname" .)) .Values.guest.existingSecret -}}
 {{- end -}}
 
+{{- define "whisk.adminSecretName" -}}
+{{- printf "%s-admin-token" (include "whisk.fullname" .) -}}
+{{- end -}}
+
 {{- define "whisk.controlplaneHost" -}}
 {{- printf "%s-controlplane.%s.svc.%s" (include "whisk.fullname" .) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}
