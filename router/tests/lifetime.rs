@@ -9,20 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-use whisk_proto::controlplane::v1 as pb;
-
-/// One action on one container; the namespace allows one invocation at a time.
-async fn one_at_a_time(b: &Bench) -> Upstream {
-    let u = Upstream::start("a").await;
-    b.apply(pb::TableUpdate {
-        namespaces_upsert: vec![namespace("guest", 1000, 1)],
-        actions_upsert: vec![action("guest/a", 5)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 5)],
-        ..Default::default()
-    })
-    .await;
-    u
-}
 
 async fn refused_while_it_runs(b: &Bench) {
     let r = b.invoke("a").await;
@@ -37,7 +23,7 @@ async fn refused_while_it_runs(b: &Bench) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aborted_invoke_keeps_its_concurrency_until_the_activation_ends() {
     let b = Bench::start().await;
-    let u = one_at_a_time(&b).await;
+    let u = b.one_at_a_time("a").await;
     // The client gives up after 100 ms; the container works for 1.5 s.
     let request = b
         .http
@@ -68,7 +54,7 @@ async fn an_aborted_invoke_keeps_its_concurrency_until_the_activation_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_expired_202_keeps_the_slots_until_the_activation_ends() {
     let b = Bench::start().await;
-    let _u = one_at_a_time(&b).await;
+    let _u = b.one_at_a_time("a").await;
     // The container answers 202 at once (the caller's wait expired) and runs on for 1.5 s.
     let r = b
         .http

@@ -5,7 +5,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use whisk_proto::controlplane::v1 as pb;
 
 async fn scrape(b: &Bench) -> String {
     b.router_metrics().await
@@ -27,14 +26,7 @@ fn value(text: &str, sample: &str) -> f64 {
 #[tokio::test]
 async fn decisions_are_counted_by_outcome() {
     let b = Bench::start().await;
-    let u = Upstream::start("a").await;
-    b.apply(pb::TableUpdate {
-        namespaces_upsert: vec![namespace("guest", 1000, 1)],
-        actions_upsert: vec![action("guest/a", 5)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 5)],
-        ..Default::default()
-    })
-    .await;
+    let _u = b.one_at_a_time("a").await;
     let before = scrape(&b).await;
     for _ in 0..3 {
         assert_eq!(b.invoke("a").await.status(), 200);

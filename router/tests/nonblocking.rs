@@ -22,14 +22,7 @@ async fn fire(b: &Bench, name: &str, delay_ms: u64) -> reqwest::Response {
 #[tokio::test]
 async fn answers_202_at_once_and_holds_concurrency_until_completion() {
     let b = Bench::start().await;
-    let u = Upstream::start("a").await;
-    b.apply(pb::TableUpdate {
-        namespaces_upsert: vec![namespace("guest", 1000, 1)],
-        actions_upsert: vec![action("guest/a", 5)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 5)],
-        ..Default::default()
-    })
-    .await;
+    let u = b.one_at_a_time("a").await;
     let started = Instant::now();
     let r = fire(&b, "a", 2000).await;
     assert_eq!(r.status(), 202);
@@ -178,14 +171,7 @@ async fn ext_proc_streams(b: &Bench) -> u64 {
 async fn a_slow_upload_holds_no_concurrency_while_its_body_arrives() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let b = Bench::start().await;
-    let u = Upstream::start("a").await;
-    b.apply(pb::TableUpdate {
-        namespaces_upsert: vec![namespace("guest", 1000, 1)],
-        actions_upsert: vec![action("guest/a", 5)],
-        endpoints_upsert: vec![endpoint("ca", "guest/a", u.addr, 5)],
-        ..Default::default()
-    })
-    .await;
+    let u = b.one_at_a_time("a").await;
     let before = ext_proc_streams(&b).await;
     // A non-blocking invoke whose body comes slowly: headers and half of it now.
     let body = br#"{"slow":"upload"}"#;

@@ -29,17 +29,22 @@ impl Invocation {
     /// `content-length` (chunked) is measured as it arrives, and refused with OpenWhisk's 413 as
     /// soon as it passes the limit, before the action runs.
     pub fn admits_body(&self, received: u64) -> Result<(), Rejection> {
-        if received > self.max_payload_bytes {
-            return Err(Rejection::EntityTooLarge {
-                size: received,
-                limit: self.max_payload_bytes,
-            });
-        }
-        Ok(())
+        within_payload_limit(received, self.max_payload_bytes)
     }
 
     /// The action's name without namespace and package (the record's `name`).
     pub fn action_name(&self) -> &str {
         self.action.fqn.rsplit('/').next().unwrap_or_default()
     }
+}
+
+/// OpenWhisk's 413 once `received` bytes pass `limit`.
+pub fn within_payload_limit(received: u64, limit: u64) -> Result<(), Rejection> {
+    if received > limit {
+        return Err(Rejection::EntityTooLarge {
+            size: received,
+            limit,
+        });
+    }
+    Ok(())
 }

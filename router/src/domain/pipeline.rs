@@ -19,6 +19,7 @@ use super::cache::ResponseCache;
 use super::coldstart::{ColdStarts, Wait};
 use super::endpoints::{Pick, Slot};
 pub use super::invocation::Invocation;
+use super::invocation::within_payload_limit;
 use super::ports::ControlPlane;
 use super::records;
 use super::refusal::keeps_body;
@@ -52,13 +53,7 @@ pub struct AwaitingBody {
 impl AwaitingBody {
     /// Whether `received` bytes of body are still within the namespace's payload limit.
     pub fn admits_body(&self, received: u64) -> Result<(), Rejection> {
-        if received > self.max_payload_bytes {
-            return Err(Rejection::EntityTooLarge {
-                size: received,
-                limit: self.max_payload_bytes,
-            });
-        }
-        Ok(())
+        within_payload_limit(received, self.max_payload_bytes)
     }
 }
 
@@ -171,11 +166,8 @@ impl Router {
             .namespace(&identity.namespace)
             .limits()
             .max_payload_bytes;
-        if let Some(size) = head.content_length.filter(|s| *s > max_payload_bytes) {
-            return Err(Rejection::EntityTooLarge {
-                size,
-                limit: max_payload_bytes,
-            });
+        if let Some(size) = head.content_length {
+            within_payload_limit(size, max_payload_bytes)?;
         }
         let ticket = AwaitingBody {
             identity,

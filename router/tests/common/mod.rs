@@ -497,6 +497,21 @@ impl Bench {
     }
 
     /// Pushes `guest/<name>` with one container `c<name>` at `upstream`, and waits for it.
+    /// Action `guest/<name>` on one container of capacity 5, in a guest namespace that allows
+    /// one invocation at a time; returns the container.
+    pub async fn one_at_a_time(&self, name: &str) -> Upstream {
+        let u = Upstream::start(name).await;
+        let fqn = format!("guest/{name}");
+        self.apply(pb::TableUpdate {
+            namespaces_upsert: vec![namespace("guest", 1000, 1)],
+            actions_upsert: vec![action(&fqn, 5)],
+            endpoints_upsert: vec![endpoint(&format!("c-{name}"), &fqn, u.addr, 5)],
+            ..Default::default()
+        })
+        .await;
+        u
+    }
+
     pub async fn one_action(&self, name: &str, upstream: &Upstream, capacity: u32) {
         let fqn = format!("guest/{name}");
         self.apply(pb::TableUpdate {
