@@ -50,8 +50,17 @@ test('an aborted invoke keeps its concurrency until the activation ends', async 
     body: '{}',
     signal: abort.signal,
   }).catch(() => 'aborted');
-  // Give the request time to reach its container, then walk away.
-  await new Promise((r) => setTimeout(r, 500));
+  // Wait until it holds the namespace's only slot, then walk away. (The namespace is throttled
+  // before the action is looked up, so an invoke of a missing action is 429 exactly while the
+  // slot is held, and 404 — holding nothing — otherwise.)
+  await eventually('the invoke holds the slot', async () => {
+    const r = await fetch(`${stack.apihost}/api/v1/namespaces/_/actions/no-such-action`, {
+      method: 'POST',
+      headers: { authorization: auth, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    return r.status === 429;
+  });
   abort.abort();
   assert.equal(await pending, 'aborted');
   await assertRefusedWhileItRuns();

@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,6 +19,7 @@ use whisk_controlplane::backend::{Backend, BackendEvent, UnitSpec};
 use whisk_controlplane::pool::State;
 use whisk_kube_standin::{Fault, KubeStandin, StandinConfig, Verb};
 use whisk_proto::controlplane::v1 as pb;
+use whisk_vocab::now_ms;
 
 const NS: &str = "whisk-actions";
 const PROXY_IMAGE: &str = "ghcr.io/example/whisk-container-proxy:test";
@@ -83,6 +84,22 @@ impl Cluster {
             .filter_map(|p| p.metadata.name)
             .collect()
     }
+}
+
+/// The next unsolicited event, within `within`: the container and the reason it exited.
+async fn next_exit(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<BackendEvent>,
+    within: Duration,
+) -> (String, String) {
+    let ev = tokio::time::timeout(within, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("event stream open");
+    let BackendEvent::Exited {
+        container_id,
+        reason,
+    } = ev;
+    (container_id, reason)
 }
 
 fn spec(id: &str) -> UnitSpec {
@@ -175,14 +192,7 @@ async fn a_crashed_pod_is_reported_exited() {
     let mut events = backend.take_events().unwrap();
     backend.start(spec("wsk-bbb222")).await.expect("pod starts");
     assert!(cluster.standin.kill_process(NS, "whisk-wsk-bbb222"));
-    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("an event within 10 s")
-        .expect("event stream open");
-    let BackendEvent::Exited {
-        container_id,
-        reason,
-    } = ev;
+    let (container_id, reason) = next_exit(&mut events, Duration::from_secs(10)).await;
     assert_eq!(container_id, "wsk-bbb222");
     assert!(reason.contains("failed"), "{reason}");
     backend.shutdown().await;
@@ -216,16 +226,12 @@ async fn a_pod_deleted_while_the_watch_was_gone_is_found_by_the_relist() {
     )
     .await
     .expect("deleted");
-    let ev = tokio::time::timeout(Duration::from_secs(15), events.recv())
-        .await
-        .expect("an event within 15 s")
-        .expect("event stream open");
     assert_eq!(
-        ev,
-        BackendEvent::Exited {
-            container_id: "wsk-ccc333".into(),
-            reason: "pod whisk-wsk-ccc333: the pod was deleted".into()
-        }
+        next_exit(&mut events, Duration::from_secs(15)).await,
+        (
+            "wsk-ccc333".to_string(),
+            "pod whisk-wsk-ccc333: the pod was deleted".to_string()
+        )
     );
     assert!(
         cluster.standin.gone_answers() >= 1,
@@ -418,13 +424,6 @@ async fn hello_endpoint(cp: &whisk_controlplane::ControlPlaneHandle) -> (pb::End
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_cold_starts_through_pods() {
     let cluster = Cluster::start().await;
@@ -580,14 +579,8 @@ async fn a_restarted_backend_adopts_ready_pods_and_deletes_the_rest() {
     assert!(cluster.standin.pod(NS, "other-wsk-ddd333").is_some());
     // The adopted pod is watched like one this backend started.
     assert!(cluster.standin.kill_process(NS, "whisk-wsk-ddd111"));
-    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("an event within 10 s")
-        .expect("event stream open");
-    assert!(
-        matches!(&ev, BackendEvent::Exited { container_id, .. } if container_id == "wsk-ddd111"),
-        "{ev:?}"
-    );
+    let (container_id, _) = next_exit(&mut events, Duration::from_secs(10)).await;
+    assert_eq!(container_id, "wsk-ddd111");
     second.shutdown().await;
     other.shutdown().await;
     assert!(cluster.pod_names().is_empty(), "{:?}", cluster.pod_names());
@@ -715,14 +708,7 @@ async fn an_evicted_pod_is_reported_exited() {
     let mut events = backend.take_events().unwrap();
     backend.start(spec("wsk-fff111")).await.expect("pod starts");
     assert!(cluster.standin.evict(NS, "whisk-wsk-fff111"));
-    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("an event within 10 s")
-        .expect("event stream open");
-    let BackendEvent::Exited {
-        container_id,
-        reason,
-    } = ev;
+    let (container_id, reason) = next_exit(&mut events, Duration::from_secs(10)).await;
     assert_eq!(container_id, "wsk-fff111");
     assert!(reason.contains("Evicted"), "{reason}");
     wait_for(

@@ -162,16 +162,7 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .header("x-request-id", "tid-123");
-        if let Some(ns) = &self.namespace {
-            req = req
-                .header("x-whisk-auth-namespace", ns)
-                .header("x-whisk-auth-uuid", format!("uuid-{ns}"))
-                .header("x-whisk-auth-subject", ns);
-        }
+        let mut req = self.request(method, path);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -196,16 +187,17 @@ impl Api {
         path: &str,
         body: &'static str,
     ) -> (u16, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .header("x-request-id", "tid-123");
-        if let Some(ns) = &self.namespace {
-            req = req
-                .header("x-whisk-auth-namespace", ns)
-                .header("x-whisk-auth-uuid", format!("uuid-{ns}"))
-                .header("x-whisk-auth-subject", ns);
-        }
+        self.raw_owned(method, path, body.to_string()).await
+    }
+
+    /// Like [`Api::raw`] with an owned body.
+    pub async fn raw_owned(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: String,
+    ) -> (u16, Value) {
+        let req = self.request(method, path);
         let resp = req
             .header("content-type", "application/json")
             .body(body)
@@ -220,35 +212,20 @@ impl Api {
         )
     }
 
-    /// Like [`Api::raw`] with an owned body.
-    pub async fn raw_owned(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: String,
-    ) -> (u16, Value) {
-        let mut req = self
+    /// A request as Envoy forwards it after ext_authz: a transaction id, and the caller's
+    /// identity headers when the client has a namespace.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self
             .client
             .request(method, format!("{}{}", self.base, path))
             .header("x-request-id", "tid-123");
-        if let Some(ns) = &self.namespace {
-            req = req
+        match &self.namespace {
+            Some(ns) => req
                 .header("x-whisk-auth-namespace", ns)
                 .header("x-whisk-auth-uuid", format!("uuid-{ns}"))
-                .header("x-whisk-auth-subject", ns);
+                .header("x-whisk-auth-subject", ns),
+            None => req,
         }
-        let resp = req
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

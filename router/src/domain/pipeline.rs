@@ -26,7 +26,7 @@ use super::refusal::keeps_body;
 use super::rejection::Rejection;
 use super::request::{InvokeRequest, parse_invoke};
 use super::tables::{Identity, Tables};
-use super::throttle::ConcurrencyGuard;
+use super::throttle::{ConcurrencyGuard, NamespaceState};
 use crate::config::Policy;
 
 /// What the router needs from one request's headers.
@@ -47,13 +47,14 @@ pub struct RequestHead<'a> {
 pub struct AwaitingBody {
     identity: Arc<Identity>,
     request: InvokeRequest,
-    max_payload_bytes: u64,
+    /// The caller's namespace (its limits and counters), looked up once.
+    ns: Arc<NamespaceState>,
 }
 
 impl AwaitingBody {
     /// Whether `received` bytes of body are still within the namespace's payload limit.
     pub fn admits_body(&self, received: u64) -> Result<(), Rejection> {
-        within_payload_limit(received, self.max_payload_bytes)
+        within_payload_limit(received, self.ns.limits().max_payload_bytes)
     }
 }
 
@@ -161,18 +162,14 @@ impl Router {
         }
         let identity = self.authn.authenticate(&self.tables, head.authorization)?;
         let request = parse_invoke(head.method, head.path)?;
-        let max_payload_bytes = self
-            .tables
-            .namespace(&identity.namespace)
-            .limits()
-            .max_payload_bytes;
+        let ns = self.tables.namespace(&identity.namespace);
         if let Some(size) = head.content_length {
-            within_payload_limit(size, max_payload_bytes)?;
+            within_payload_limit(size, ns.limits().max_payload_bytes)?;
         }
         let ticket = AwaitingBody {
             identity,
             request,
-            max_payload_bytes,
+            ns,
         };
         // A non-blocking invoke is run by the router once its body is in: it takes no slot
         // while the body arrives.
@@ -194,9 +191,8 @@ impl Router {
         let AwaitingBody {
             identity,
             request: req,
-            max_payload_bytes: limit,
+            ns,
         } = ticket;
-        let ns = self.tables.namespace(&identity.namespace);
         // OpenWhisk throttles before it checks the entitlement.
         let concurrency = ns.admit()?;
         let target_ns = req.namespace.as_deref().unwrap_or(&identity.namespace);
@@ -216,7 +212,7 @@ impl Router {
             deadline_ms: received_ms + wait_ms,
             received_ms,
             cause: None,
-            max_payload_bytes: limit,
+            max_payload_bytes: ns.limits().max_payload_bytes,
         };
         if action.is_sequence() {
             authorize_components(&identity.namespace, &action, &|fqn| self.tables.action(fqn))?;
