@@ -16,7 +16,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +25,7 @@ use serde_json::json;
 use crate::api::{ApiError, AppState, check_namespace, from_value, ok, parse_object};
 use crate::model::{IdentityDoc, NamespaceDoc, NamespaceLimits, digest_key};
 use crate::plane::Plane;
+use whisk_vocab::credentials::{is_key, is_uuid, uuid_v4};
 
 #[derive(Debug, Deserialize)]
 struct CreateUser {
@@ -47,10 +47,6 @@ struct SetLimits {
 
 /// Name of the token file in the control plane's data directory.
 pub use crate::config::TOKEN_FILE;
-
-/// OpenWhisk's (Pekko's) text for a request that carries no credentials at all.
-pub const NO_CREDENTIALS: &str =
-    "The resource requires authentication, which was not supplied with the request";
 
 /// Read the admin token at `path`, or create it (random, owner-only) if there is none. An
 /// existing file is made owner-only too.
@@ -98,7 +94,7 @@ async fn require_token(token: Arc<str>, req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.strip_prefix("Bearer ").unwrap_or("").trim().to_string());
     match presented {
-        None => ApiError::new(StatusCode::UNAUTHORIZED, NO_CREDENTIALS).into_response(),
+        None => ApiError::unauthenticated().into_response(),
         Some(p) if same_secret(p.as_bytes(), token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError::unauthorized().into_response(),
     }
@@ -131,18 +127,7 @@ fn random_key() -> String {
 }
 
 fn random_uuid() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid_v4(rand::random())
 }
 
 fn ensure_namespace(plane: &Plane, ns: &str) -> Result<NamespaceDoc, ApiError> {
@@ -171,14 +156,15 @@ async fn create_user(State(plane): State<AppState>, body: Bytes) -> Result<Respo
     check_namespace(&req.namespace)?;
     let uuid = req.uuid.unwrap_or_else(random_uuid);
     let key = req.key.unwrap_or_else(random_key);
-    if uuid.is_empty() || !uuid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    // The shapes the router and the management API accept: anything else could never be used.
+    if !is_uuid(&uuid) {
         return Err(ApiError::bad_request(
-            "uuid must be alphanumeric with dashes",
+            "uuid must be a UUID: 8-4-4-4-12 hexadecimal digits",
         ));
     }
-    if key.len() < 8 || key.contains(':') {
+    if !is_key(&key) {
         return Err(ApiError::bad_request(
-            "key must be at least 8 characters and contain no ':'",
+            "key must be 64 alphanumeric characters",
         ));
     }
     if plane.store.get_identity(&uuid)?.is_some() {

@@ -14,6 +14,74 @@ fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
         .map(|kv| &kv["value"])
 }
 
+const NO_CREDENTIALS: &str =
+    "The resource requires authentication, which was not supplied with the request";
+
+/// The management port believes credentials, never identity headers: anyone who reaches it
+/// directly (without Envoy) is whoever their key proves, or nobody.
+#[tokio::test]
+async fn the_management_port_verifies_credentials_and_ignores_identity_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let alice = Api::new(&cp, Some("alice"));
+    let bob = Api::new(&cp, Some("bob"));
+    let (s, v) = alice
+        .put("/api/v1/namespaces/_/actions/secret", nodejs_action("code"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Alice's action, asked for with identity headers claiming alice and the given credentials.
+    let url = format!("{}/api/v1/namespaces/alice/actions/secret", cp.http_url());
+    let forged = async |authorization: Option<String>| {
+        let mut req = alice
+            .client
+            .get(&url)
+            .header("x-request-id", "tid-123")
+            .header("x-whisk-auth-namespace", "alice")
+            .header("x-whisk-auth-uuid", test_identity("alice").0)
+            .header("x-whisk-auth-subject", "alice");
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap())
+    };
+
+    // Forged headers alone: no credentials.
+    assert_error(&forged(None).await, 401, NO_CREDENTIALS);
+    // Forged headers with alice's uuid and a wrong key, or malformed credentials: invalid.
+    let wrong = whisk_testkit::creds::basic(&test_identity("alice").0, &"x".repeat(64));
+    for bad in [wrong, "Basic !!!".to_string()] {
+        assert_error(
+            &forged(Some(bad)).await,
+            401,
+            "The supplied authentication is invalid",
+        );
+    }
+    // Forged headers with bob's valid key: bob, who may not read alice's action.
+    assert_error(
+        &forged(bob.authorization.clone()).await,
+        403,
+        "The supplied authentication is not authorized to access 'alice/secret'.",
+    );
+    assert_eq!(bob.get("/api/v1/namespaces").await, (200, json!(["bob"])));
+    // Alice's own key: alice.
+    let (s, v) = alice.get("/api/v1/namespaces/_/actions/secret").await;
+    assert_eq!((s, v["namespace"].clone()), (200, json!("alice")), "{v}");
+    // A deleted key stops working at once.
+    cp.plane()
+        .store
+        .delete_identity(&test_identity("bob").0)
+        .unwrap();
+    assert_error(
+        &bob.get("/api/v1/namespaces").await,
+        401,
+        "The supplied authentication is invalid",
+    );
+    cp.shutdown().await;
+}
+
 #[tokio::test]
 async fn info_namespaces_auth_and_unknown() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,15 +94,11 @@ async fn info_namespaces_auth_and_unknown() {
     assert_eq!(info["description"], "OpenWhisk API");
     assert_eq!(info["api_version_path"], "v1");
 
-    assert_error(
-        &anon.get("/api/v1/namespaces").await,
-        401,
-        "The supplied authentication is invalid",
-    );
+    assert_error(&anon.get("/api/v1/namespaces").await, 401, NO_CREDENTIALS);
     assert_error(
         &anon.get("/api/v1/namespaces/_/actions").await,
         401,
-        "The supplied authentication is invalid",
+        NO_CREDENTIALS,
     );
 
     assert_eq!(
@@ -731,7 +795,7 @@ async fn the_handler_preamble_answers_in_one_order() {
     assert_error(
         &anon.get("/api/v1/namespaces/%20a/actions").await,
         401,
-        "The supplied authentication is invalid",
+        NO_CREDENTIALS,
     );
     for path in [
         "/api/v1/namespaces/%20a/actions",
@@ -868,7 +932,10 @@ async fn management_bodies_up_to_48_mb_are_accepted_larger_get_413() {
     assert_eq!(whisk_controlplane::api::MAX_BODY_BYTES, MAX);
     let dir = tempfile::tempdir().unwrap();
     let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
-    let auth = "x-whisk-auth-namespace: guest\r\nx-whisk-auth-uuid: uuid-guest\r\nx-whisk-auth-subject: guest\r\nx-request-id: tid-123\r\n";
+    let auth = format!(
+        "authorization: {}\r\nx-request-id: tid-123\r\n",
+        Api::new(&cp, Some("guest")).authorization.unwrap()
+    );
 
     // Exactly the limit: accepted.
     let envelope = r#"{"exec":{"kind":"nodejs:20","code":""}}"#;

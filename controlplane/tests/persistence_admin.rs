@@ -12,6 +12,10 @@ use common::*;
 use serde_json::json;
 use whisk_proto::controlplane::v1 as pb;
 
+const U1: &str = "0b0b0b0b-1111-4222-8333-000000000001";
+const C1: &str = "0c0c0c0c-1111-4222-8333-000000000001";
+const D1: &str = "0d0d0d0d-1111-4222-8333-000000000001";
+
 async fn whisk_admin(
     cp: &whisk_controlplane::ControlPlaneHandle,
     args: &[&str],
@@ -60,24 +64,24 @@ async fn admin_cli_users_and_limits() {
             "create",
             "bob",
             "--uuid",
-            "u-1",
+            U1,
             "--key",
             "k".repeat(64).as_str(),
         ],
     )
     .await;
     assert!(ok);
-    assert_eq!(out, format!("u-1:{}", "k".repeat(64)));
-    let (ok, _, err) = whisk_admin(&cp, &["user", "create", "bob", "--uuid", "u-1"]).await;
+    assert_eq!(out, format!("{U1}:{}", "k".repeat(64)));
+    let (ok, _, err) = whisk_admin(&cp, &["user", "create", "bob", "--uuid", U1]).await;
     assert!(!ok && err.contains("409"), "{err}");
     assert_eq!(
-        whisk_admin(&cp, &["user", "get", "u-1"]).await.1,
-        "u-1 bob bob",
+        whisk_admin(&cp, &["user", "get", U1]).await.1,
+        format!("{U1} bob bob"),
         "the key is never shown again"
     );
     assert_eq!(
         whisk_admin(&cp, &["user", "list", "bob"]).await.1,
-        "u-1 bob bob"
+        format!("{U1} bob bob")
     );
 
     let (ok, _, err) = whisk_admin(
@@ -116,18 +120,18 @@ async fn admin_cli_users_and_limits() {
     assert_eq!(limits["invocationsPerMinute"], 7);
     assert_eq!(limits["concurrentInvocations"], 3);
 
-    let (ok, _, err) = whisk_admin(&cp, &["user", "delete", "u-1"]).await;
+    let (ok, _, err) = whisk_admin(&cp, &["user", "delete", U1]).await;
     assert!(ok, "{err}");
-    assert!(cp.plane().store.get_identity("u-1").unwrap().is_none());
+    assert!(cp.plane().store.get_identity(U1).unwrap().is_none());
     assert!(
         !cp.plane()
             .hub
             .snapshot()
             .identities_upsert
             .iter()
-            .any(|i| i.uuid == "u-1")
+            .any(|i| i.uuid == U1)
     );
-    let (ok, _, _) = whisk_admin(&cp, &["user", "delete", "u-1"]).await;
+    let (ok, _, _) = whisk_admin(&cp, &["user", "delete", U1]).await;
     assert!(!ok);
     cp.shutdown().await;
 }
@@ -178,7 +182,7 @@ async fn restart_loses_nothing() {
                 "create",
                 "carol",
                 "--uuid",
-                "c-1",
+                C1,
             ])
             .output()
             .await
@@ -211,7 +215,7 @@ async fn restart_loses_nothing() {
         .await;
     assert_eq!(s, 200);
     assert_eq!(act["response"]["status"], "application error");
-    assert!(cp.plane().store.get_identity("c-1").unwrap().is_some());
+    assert!(cp.plane().store.get_identity(C1).unwrap().is_some());
     assert!(
         cp.plane()
             .store
@@ -254,15 +258,12 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::Path
 #[tokio::test]
 async fn keys_are_shown_once_and_stored_nowhere() {
     let dir = tempfile::tempdir().unwrap();
-    let key = "Zq7secretKEYthatMustNeverLeak0123456789abcdefghijklmnopqrstuvwx";
+    let key = "Zq7secretKEYthatMustNeverLeak0123456789abcdefghijklmnopqrstuvwxy";
     let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
-    let (ok, created, err) = whisk_admin(
-        &cp,
-        &["user", "create", "dana", "--uuid", "d-1", "--key", key],
-    )
-    .await;
+    let (ok, created, err) =
+        whisk_admin(&cp, &["user", "create", "dana", "--uuid", D1, "--key", key]).await;
     assert!(ok, "{err}");
-    assert_eq!(created, format!("d-1:{key}"), "shown once, at creation");
+    assert_eq!(created, format!("{D1}:{key}"), "shown once, at creation");
     let (ok, random, err) = whisk_admin(&cp, &["user", "create", "dana"]).await;
     assert!(ok, "{err}");
     let (random_uuid, random_key) = random.split_once(':').unwrap();
@@ -275,7 +276,7 @@ async fn keys_are_shown_once_and_stored_nowhere() {
             .snapshot()
             .identities_upsert
             .iter()
-            .any(|i| i.uuid == "d-1" && i.key_sha256 == digest)
+            .any(|i| i.uuid == D1 && i.key_sha256 == digest)
     );
     // The guest's well-known key is stored as a digest like any other.
     let guest = cp
@@ -303,7 +304,7 @@ async fn keys_are_shown_once_and_stored_nowhere() {
     ];
     let mut printed = String::new();
     for args in [
-        &["user", "get", "d-1"][..],
+        &["user", "get", D1][..],
         &["user", "list", "dana"][..],
         &["user", "get", random_uuid][..],
         &["limits", "get", "dana"][..],
@@ -315,7 +316,7 @@ async fn keys_are_shown_once_and_stored_nowhere() {
     }
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = admin_token(&cp);
-    for path in ["users/d-1", "namespaces/dana/users"] {
+    for path in [format!("users/{D1}"), "namespaces/dana/users".to_string()] {
         let v: serde_json::Value = http
             .get(format!("{}/_whisk/admin/{path}", cp.http_url()))
             .bearer_auth(&token)
@@ -325,10 +326,10 @@ async fn keys_are_shown_once_and_stored_nowhere() {
             .json()
             .await
             .unwrap();
-        assert!(v.to_string().contains("d-1"), "{v}");
+        assert!(v.to_string().contains(D1), "{v}");
         answers.push(v);
     }
-    let (ok, out, err) = whisk_admin(&cp, &["user", "delete", "d-1"]).await;
+    let (ok, out, err) = whisk_admin(&cp, &["user", "delete", D1]).await;
     assert!(ok, "{err}");
     printed.push_str(&out);
     for k in [key, random_key] {

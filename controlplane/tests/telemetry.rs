@@ -112,6 +112,7 @@ async fn binary_metrics_health_and_cold_start_trace() {
         base: http.clone(),
         client: client(),
         namespace: Some("guest".into()),
+        authorization: Some(whisk_testkit::creds::guest_auth()),
     };
     let (status, body) = guest
         .put(

@@ -1,11 +1,13 @@
 //! OpenWhisk's vocabulary, in one place for the router, the control plane and the container
 //! proxy: what an activation record looks like ([`record`]), what its status codes mean and how
 //! OpenWhisk words them ([`status`]), which names are legal ([`names`]), what an activation id is
-//! ([`ids`]), and the epoch-millisecond clock OpenWhisk speaks everywhere ([`clock`]).
+//! ([`ids`]), what a credential looks like ([`credentials`]), and the epoch-millisecond clock
+//! OpenWhisk speaks everywhere ([`clock`]).
 //!
 //! Nothing here knows about HTTP, gRPC or storage: it is the shared language, not a component.
 
 pub mod clock;
+pub mod credentials;
 pub mod ids;
 pub mod names;
 pub mod record;

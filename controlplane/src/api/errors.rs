@@ -9,6 +9,9 @@ use crate::store::StoreError;
 
 pub const NOT_FOUND: &str = "The requested resource does not exist.";
 pub const UNAUTHENTICATED: &str = "The supplied authentication is invalid";
+/// OpenWhisk's (Pekko's) text for a request that carries no credentials at all.
+pub const NO_CREDENTIALS: &str =
+    "The resource requires authentication, which was not supplied with the request";
 pub const EXISTS: &str = "resource already exists";
 pub const ENTITY_NAME_ILLEGAL: &str = "The name of the entity contains illegal characters.";
 pub const NAMESPACE_ILLEGAL: &str = "The namespace contains illegal characters.";
@@ -30,8 +33,13 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
+    /// 401 for credentials that are malformed, unknown or wrong.
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, UNAUTHENTICATED)
+    }
+    /// 401 for a request without credentials.
+    pub fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, NO_CREDENTIALS)
     }
     /// 403 naming the resource (`ns[/pkg][/name]`).
     pub fn forbidden(resource: &str) -> Self {

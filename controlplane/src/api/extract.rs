@@ -1,5 +1,5 @@
 //! What every management API handler starts with, as axum extractors: who the caller is
-//! ([`Caller`], from the ext_authz headers), which namespace the path names, checked and with `_`
+//! ([`Caller`], as [`super::authn`] verified it), which namespace the path names, checked and with `_`
 //! resolved ([`Namespace`]), the same when only its owner may use it ([`OwnNamespace`]), and the
 //! query string ([`ApiQuery`]). Each rejects with OpenWhisk's status code and text, so a handler
 //! begins with its own work and the checks run in one order everywhere.
@@ -10,9 +10,10 @@ use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
+use super::authn::Authentication;
 use super::{ApiError, QueryMap, check_namespace};
 
-/// The authenticated caller, from the ext_authz headers.
+/// The authenticated caller: an identity whose key the request presented.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub namespace: String,
@@ -35,26 +36,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let h = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        match (
-            h("x-whisk-auth-namespace"),
-            h("x-whisk-auth-uuid"),
-            h("x-whisk-auth-subject"),
-        ) {
-            (Some(namespace), Some(uuid), Some(subject)) => Ok(Caller {
-                namespace,
-                uuid,
-                subject,
-            }),
-            _ => Err(ApiError::unauthorized()),
+        match parts.extensions.get::<Authentication>() {
+            Some(Authentication::Verified(caller)) => Ok(caller.clone()),
+            Some(Authentication::Invalid) => Err(ApiError::unauthorized()),
+            Some(Authentication::Unavailable) => Err(ApiError::internal(
+                "The server could not check the supplied authentication.",
+            )),
+            Some(Authentication::Missing) | None => Err(ApiError::unauthenticated()),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The management API (`/api/v1/...`), OpenWhisk-compatible, as an axum router over [`Plane`].
-//! Callers are identified only by the `x-whisk-auth-*` headers Envoy's ext_authz sets
-//! (Contract 4). Every answer echoes `X-Request-ID`; errors carry it as `code`. Bodies are
+//! Callers are identified by their own Basic credentials, verified here ([`authn`]); identity
+//! headers are not believed. Every answer echoes `X-Request-ID`; errors carry it as `code`. Bodies are
 //! accepted up to OpenWhisk's action code limit ([`MAX_BODY_BYTES`]), however they are framed.
 
 pub mod actions;
 pub mod activations;
+pub mod authn;
 pub mod code;
 pub mod errors;
 pub mod extract;
@@ -107,6 +108,10 @@ pub fn router(plane: AppState) -> Router {
             get(activations::get_part),
         )
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            plane.clone(),
+            authn::authenticate,
+        ))
         .with_state(plane)
 }
 

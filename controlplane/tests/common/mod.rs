@@ -140,19 +140,50 @@ pub async fn wait_for<F: FnMut() -> bool>(what: &str, timeout: Duration, mut con
     }
 }
 
-/// HTTP client for the management API as a given caller (ext_authz headers).
+/// HTTP client for the management API as a given caller: a key of that namespace (registered on
+/// first use), presented as Basic credentials.
 pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
     pub namespace: Option<String>,
+    /// `Basic ...` of the caller's key, when there is a caller.
+    pub authorization: Option<String>,
+}
+
+/// The test identity of a namespace: a uuid and key derived from its name, so every client of
+/// one namespace (and every restart of a control plane on the same data dir) uses the same key.
+pub fn test_identity(namespace: &str) -> (String, String) {
+    use sha2::Digest;
+    let seed: [u8; 32] = sha2::Sha256::digest(format!("uuid:{namespace}")).into();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&seed[..16]);
+    let uuid = whisk_vocab::credentials::uuid_v4(bytes);
+    let key = hex::encode(sha2::Sha256::digest(format!("key:{namespace}")));
+    (uuid, key)
 }
 
 impl Api {
     pub fn new(handle: &ControlPlaneHandle, namespace: Option<&str>) -> Self {
+        let authorization = namespace.map(|ns| {
+            let (uuid, key) = test_identity(ns);
+            let plane = handle.plane();
+            if plane.store.get_identity(&uuid).unwrap().is_none() {
+                let doc = whisk_controlplane::model::IdentityDoc {
+                    uuid: uuid.clone(),
+                    namespace: ns.to_string(),
+                    subject: ns.to_string(),
+                    key_sha256: whisk_controlplane::model::digest_key(&key),
+                };
+                plane.store.put_identity(&doc).unwrap();
+                plane.identity_written(&doc);
+            }
+            whisk_testkit::creds::basic(&uuid, &key)
+        });
         Self {
             base: handle.http_url(),
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             namespace: namespace.map(str::to_string),
+            authorization,
         }
     }
 
@@ -212,18 +243,15 @@ impl Api {
         )
     }
 
-    /// A request as Envoy forwards it after ext_authz: a transaction id, and the caller's
-    /// identity headers when the client has a namespace.
+    /// A request as a client sends it: a transaction id, and the caller's credentials when the
+    /// client has a namespace.
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let req = self
             .client
             .request(method, format!("{}{}", self.base, path))
             .header("x-request-id", "tid-123");
-        match &self.namespace {
-            Some(ns) => req
-                .header("x-whisk-auth-namespace", ns)
-                .header("x-whisk-auth-uuid", format!("uuid-{ns}"))
-                .header("x-whisk-auth-subject", ns),
+        match &self.authorization {
+            Some(auth) => req.header("authorization", auth),
             None => req,
         }
     }

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use whisk_vocab::credentials::{BasicCredentials, CredentialError};
 
 use super::rejection::Rejection;
 use super::tables::{Identity, Tables};
@@ -56,7 +56,11 @@ impl Authenticator {
         {
             return Ok(identity);
         }
-        let (uuid, key) = parse_basic(header)?;
+        let BasicCredentials { uuid, key } =
+            BasicCredentials::parse(header).map_err(|e| match e {
+                CredentialError::Missing => Rejection::MissingCredentials,
+                CredentialError::Invalid => Rejection::InvalidCredentials,
+            })?;
         let identity = tables
             .identity(&uuid)
             .ok_or(Rejection::InvalidCredentials)?;
@@ -70,43 +74,6 @@ impl Authenticator {
     }
 }
 
-/// Splits `Basic base64(uuid:key)`, checking the shapes OpenWhisk accepts.
-fn parse_basic(header: &str) -> Result<(String, String), Rejection> {
-    let (scheme, token) = header
-        .trim()
-        .split_once(' ')
-        .ok_or(Rejection::MissingCredentials)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(Rejection::MissingCredentials);
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .map_err(|_| Rejection::InvalidCredentials)?;
-    let decoded = String::from_utf8(decoded).map_err(|_| Rejection::InvalidCredentials)?;
-    let (uuid, key) = decoded
-        .split_once(':')
-        .ok_or(Rejection::InvalidCredentials)?;
-    if !is_uuid(uuid) || !is_key(key) {
-        return Err(Rejection::InvalidCredentials);
-    }
-    Ok((uuid.to_owned(), key.to_owned()))
-}
-
-/// `8-4-4-4-12` hex digits, as Java's `UUID` prints them.
-fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-/// OpenWhisk keys are 64 alphanumeric characters.
-fn is_key(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|c| c.is_ascii_alphanumeric())
-}
-
 /// SHA-256 of a key, as the control plane pushes it.
 pub fn key_digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -116,6 +83,7 @@ pub fn key_digest(key: &str) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::domain::tables::Update;
+    use base64::Engine;
 
     const UUID: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502";
     const KEY: &str = "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";

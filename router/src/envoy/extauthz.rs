@@ -3,7 +3,8 @@
 //! Management calls (actions, packages, activations, namespaces) only need to know who the caller
 //! is; the control plane decides the rest. On success Envoy forwards the request with
 //! `x-whisk-auth-namespace`, `x-whisk-auth-uuid` and `x-whisk-auth-subject`, overwriting anything
-//! the client sent; on failure the client gets OpenWhisk's 401.
+//! the client sent (informational: the control plane verifies the forwarded `Authorization`
+//! itself and believes no header); on failure the client gets OpenWhisk's 401 at the edge.
 
 use std::sync::Arc;
 
