@@ -32,6 +32,10 @@ export async function startStack({ flavour = 'gateway', dataDir, keepData = fals
   return {
     ...ready,
     dataDir,
+    /** The `whisk up` process: the control plane and the supervisor. */
+    pid: child.pid,
+    /** The control plane's HTTP address (management and admin API). */
+    adminUrl: ready.admin,
     /** Runs `whisk admin --controlplane <admin> --data-dir <dataDir> ...args` (the admin token is in
      * the data directory) and returns its stdout. */
     admin: (...rest) =>

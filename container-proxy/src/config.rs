@@ -36,6 +36,10 @@ pub struct Config {
     /// Base URL of the OpenWhisk runtime for `--executor http`.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub runtime_url: String,
+    /// Whom action processes run as (local executor): `auto` gives each container a user of its
+    /// own when the proxy runs as root, `same` never switches, a number picks that uid.
+    #[arg(long, default_value = "auto")]
+    pub action_uid: crate::executor::user::ActionUidFlag,
     /// Exported to actions as `__OW_API_HOST`.
     #[arg(long)]
     pub api_host: Option<String>,

@@ -28,6 +28,7 @@ use crate::config::{Config, ExecutorKind};
 use crate::context::InvokeContext;
 use crate::executor::http::{HttpError, HttpExecutor};
 use crate::executor::local::{LocalError, LocalExecutor};
+use crate::executor::user::ActionUser;
 use crate::executor::{Executor, InitError, InitPayload};
 use crate::metrics::ProxyMetrics;
 use crate::params::{merge, parse_payload};
@@ -95,8 +96,13 @@ impl Proxy {
                     config.kind.as_deref()
                 };
                 Arc::new(
-                    LocalExecutor::start(stem_kind, config.api_host.clone(), reporter.clone())
-                        .await?,
+                    LocalExecutor::start(
+                        stem_kind,
+                        config.api_host.clone(),
+                        ActionUser::choose(config.action_uid),
+                        reporter.clone(),
+                    )
+                    .await?,
                 )
             }
             ExecutorKind::Http => {

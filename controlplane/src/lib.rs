@@ -160,12 +160,23 @@ pub async fn start(config: Config) -> Result<ControlPlaneHandle, StartError> {
     start_with_backend(config, backend).await
 }
 
+/// Makes the data directory owner-only: the store, tokens and logs in it are nobody else's, and
+/// action processes run as other users (see the container proxy's `executor/user.rs`). A
+/// directory the control plane does not own (e.g. a volume root) keeps its mode, with a warning.
+pub(crate) fn restrict_to_owner(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot make the data directory owner-only");
+    }
+}
+
 /// Start the control plane with any execution backend.
 pub async fn start_with_backend(
     config: Config,
     backend: Arc<dyn Backend>,
 ) -> Result<ControlPlaneHandle, StartError> {
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir)?);
+    restrict_to_owner(&config.data_dir);
     let token_file = config.resolved_admin_token_file();
     let admin_token: Arc<str> = match admin::load_or_create_token(&token_file) {
         Ok(t) => t.into(),

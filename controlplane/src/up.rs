@@ -111,6 +111,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     for dir in [&data, &logs, &envoy_dir] {
         std::fs::create_dir_all(dir).map_err(|e| UpError::DataDir(dir.clone(), e))?;
     }
+    crate::restrict_to_owner(&data);
     let mut listen = SocketAddr::new(args.host, args.port);
     match std::net::TcpListener::bind(listen) {
         // Port 0: take a free port now, so actions learn the real API host (`__OW_API_HOST`).

@@ -22,6 +22,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Mutex;
 
+use super::user::ActionUser;
 use super::{Executor, InitError, InitPayload, RunOutcome, RunRequest};
 use crate::code;
 use crate::launchers::{Family, LauncherFiles};
@@ -186,6 +187,8 @@ struct Pool {
 struct Inner {
     files: LauncherFiles,
     api_host: Option<String>,
+    /// Whom the processes run as.
+    user: ActionUser,
     reporter: Reporter,
     pool: Mutex<Pool>,
 }
@@ -201,13 +204,17 @@ impl LocalExecutor {
     pub async fn start(
         kind: Option<&str>,
         api_host: Option<String>,
+        user: ActionUser,
         reporter: Reporter,
     ) -> Result<Self, LocalError> {
         let files = LauncherFiles::write().map_err(LocalError::Launchers)?;
+        user.share_read_only(files.dir())
+            .map_err(LocalError::Launchers)?;
         let exec = LocalExecutor {
             inner: Arc::new(Inner {
                 files,
                 api_host,
+                user,
                 reporter,
                 pool: Mutex::new(Pool {
                     max: 1,
@@ -274,6 +281,10 @@ impl Inner {
         if family == Family::Python {
             cmd.env("PYTHONUNBUFFERED", "1")
                 .env("PYTHONDONTWRITEBYTECODE", "1");
+        }
+        if let Some(uid) = self.user.uid() {
+            // std drops supplementary groups when root switches user.
+            cmd.uid(uid).gid(uid).env("HOME", workdir);
         }
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl, setpgid) between fork and exec.
@@ -466,6 +477,9 @@ impl Inner {
                 (Some(format!("{msg}\n")), None, Vec::new())
             }
         };
+        self.user
+            .hand_over(code_dir.path())
+            .map_err(|e| InitError::Internal(format!("cannot hand the code over: {e}")))?;
         let prepared = Arc::new(Prepared {
             family,
             init_line,

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod local;
+pub mod user;
 
 use std::time::Duration;
 

@@ -16,6 +16,23 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, BackendEvent, StartError, Unit, UnitSpec};
 
+/// The only variables of the control plane's environment a proxy inherits (locale, paths, its
+/// log and trace settings): nothing else of the control plane's — credentials, tokens, cloud
+/// settings — reaches a container.
+const PROXY_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "WHISK_LOG_JSON",
+    "WHISK_OTLP_ENDPOINT",
+    "WHISK_TRACE_SAMPLE_RATIO",
+];
+
 const LISTENING: &str = "WHISK_PROXY_LISTENING ";
 /// How long a stopped proxy may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -102,6 +119,12 @@ impl LocalBackend {
             .arg("--api-host")
             .arg(&self.api_host)
             .args(&self.extra_args)
+            .env_clear()
+            .envs(
+                PROXY_ENV
+                    .iter()
+                    .filter_map(|k| Some((k, std::env::var_os(k)?))),
+            )
             .env("__OW_API_HOST", &self.api_host)
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
