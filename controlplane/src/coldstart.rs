@@ -182,9 +182,15 @@ async fn start_for_inner(
     // A stem cell whose memory is fixed at start (a pod's limit) must be big enough.
     let fixed = plane.backend.memory_fixed_at_start();
     let needed = if fixed { memory } else { 0 };
-    let stem = plane
-        .pool()
-        .take_stem_of_at_least(&action.exec.kind, needed);
+    // An action with an image of its own starts its own unit.
+    let image = own_image(&action);
+    let stem = if image.is_some() {
+        None
+    } else {
+        plane
+            .pool()
+            .take_stem_of_at_least(&action.exec.kind, needed)
+    };
     let (id, address) = match stem {
         Some(stem) => {
             *source = "stem_cell";
@@ -227,6 +233,7 @@ async fn start_for_inner(
                 memory_mb: memory,
                 controlplane_url: plane.controlplane_url(),
                 env: Vec::new(),
+                image,
             };
             match plane.backend.start(spec).await {
                 Ok(unit) => {
@@ -285,6 +292,15 @@ async fn start_for_inner(
 }
 
 /// Contract 3's init body: the action (package parameters merged under its own) and env.
+/// The image a blackbox action brings, unless it is the skeleton (which any unit of the kind
+/// runs).
+fn own_image(action: &ActionDoc) -> Option<String> {
+    (action.exec.kind == crate::runtimes::BLACKBOX)
+        .then(|| action.exec.image.clone())
+        .flatten()
+        .filter(|i| !crate::backend::is_skeleton(i))
+}
+
 fn init_payload(plane: &Plane, a: &ActionDoc) -> Value {
     let mut parameters: Vec<KeyValue> = Vec::new();
     if let Some(pkg) = &a.package

@@ -441,6 +441,7 @@ impl Plane {
             memory_mb: self.config.stem_cell_memory_mb,
             controlplane_url: self.controlplane_url(),
             env: Vec::new(),
+            image: None,
         };
         let result = {
             let _permit = self.starts.permit().await;

@@ -279,3 +279,67 @@ async fn an_action_of_a_deprecated_kind_can_be_read_and_deleted_not_updated() {
     assert_eq!(s, 200, "{deleted}");
     cp.shutdown().await;
 }
+
+/// A blackbox action's `image` is honoured where images run (the Kubernetes backend's pod takes
+/// it as the runtime container: `backend::kubernetes` tests) and refused with a clear 400 where
+/// they cannot (processes on this machine), except the skeleton image, whose code runs natively.
+#[tokio::test]
+async fn blackbox_images_are_refused_by_a_backend_that_runs_no_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let blackbox = |image: &str, code: Option<&str>| {
+        let mut exec = json!({ "kind": "blackbox", "image": image });
+        if let Some(c) = code {
+            exec["code"] = json!(c);
+        }
+        json!({ "exec": exec })
+    };
+
+    let (s, body) = guest
+        .put(
+            "/api/v1/namespaces/_/actions/custom",
+            blackbox("acme/thing:1", None),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "The image 'acme/thing:1' cannot be run: this stack's backend runs no container images. \
+         Use the Kubernetes backend, or a native action (image 'openwhisk/dockerskeleton' with an \
+         executable 'exec' as its code)."
+    );
+    assert_eq!(
+        guest.get("/api/v1/namespaces/_/actions/custom").await.0,
+        404,
+        "nothing was stored"
+    );
+    // The skeleton needs code here.
+    let (s, body) = guest
+        .put(
+            "/api/v1/namespaces/_/actions/native",
+            blackbox("openwhisk/dockerskeleton", None),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("exec malformed: a 'openwhisk/dockerskeleton' action needs code"),
+        "{body}"
+    );
+    // With code (any tag), it is a native action.
+    let (s, body) = guest
+        .put(
+            "/api/v1/namespaces/_/actions/native",
+            blackbox(
+                "openwhisk/dockerskeleton:1.14.0",
+                Some("#!/bin/sh\necho '{}'"),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["exec"]["image"], "openwhisk/dockerskeleton:1.14.0");
+    cp.shutdown().await;
+}

@@ -109,6 +109,7 @@ fn spec(id: &str) -> UnitSpec {
         memory_mb: 256,
         controlplane_url: "http://127.0.0.1:1".into(),
         env: Vec::new(),
+        image: None,
     }
 }
 

@@ -280,12 +280,17 @@ fn build_exec(
             components: Some(components),
         });
     }
-    if kind == "blackbox" {
-        if e.image.as_deref().unwrap_or("").is_empty() {
+    if kind == runtimes::BLACKBOX {
+        let image = e.image.as_deref().unwrap_or("");
+        if image.is_empty() {
             return Err(ApiError::bad_request(
                 "exec malformed: blackbox actions need an image",
             ));
         }
+        plane
+            .backend
+            .check_image(image, e.code.as_deref().is_some_and(|c| !c.is_empty()))
+            .map_err(ApiError::bad_request)?;
     } else if e.code.is_none() {
         return Err(ApiError::bad_request("exec malformed: code is required"));
     }

@@ -186,7 +186,11 @@ impl KubeBackendConfig {
 
     /// The pod of a unit.
     pub fn pod(&self, spec: &UnitSpec) -> Result<Pod, StartError> {
-        let runtime_image = self.runtime_image(&spec.kind).ok_or_else(|| {
+        let runtime_image = spec
+            .image
+            .clone()
+            .or_else(|| self.runtime_image(&spec.kind));
+        let runtime_image = runtime_image.ok_or_else(|| {
             StartError(format!(
                 "no runtime image is known for kind '{}'",
                 spec.kind
@@ -942,6 +946,17 @@ async fn watch_pods(api: Api<Pod>, selector: String, tracked: Arc<Tracked>) {
 }
 
 impl Backend for KubernetesBackend {
+    /// Any image: the pod runs it as the runtime container (it must speak OpenWhisk's `/init` +
+    /// `/run`, as every blackbox image does), beside the proxy sidecar.
+    fn check_image(&self, image: &str, _has_code: bool) -> Result<(), String> {
+        if image.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "The image '{image}' is not a valid image reference."
+            ));
+        }
+        Ok(())
+    }
+
     fn start(&self, spec: UnitSpec) -> BoxFuture<'_, Result<Unit, StartError>> {
         Box::pin(self.start_unit(spec))
     }
@@ -987,6 +1002,7 @@ mod tests {
             memory_mb: 256,
             controlplane_url: "http://10.0.0.1:9000".into(),
             env: vec![("A".into(), "b".into())],
+            image: None,
         }
     }
 
@@ -1017,6 +1033,20 @@ mod tests {
         );
         let mem = &ps.containers[0].resources.clone().unwrap().limits.unwrap()["memory"];
         assert_eq!(mem.0, "256Mi");
+    }
+
+    #[test]
+    fn a_blackbox_image_is_the_runtime_container() {
+        let cfg = KubeBackendConfig::new("actions", "whisk/proxy:1");
+        let mut s = spec();
+        s.kind = "blackbox".into();
+        s.image = Some("registry.example/team/action:7".into());
+        let ps = cfg.pod(&s).unwrap().spec.unwrap();
+        assert_eq!(
+            ps.containers[0].image.as_deref(),
+            Some("registry.example/team/action:7")
+        );
+        assert_eq!(ps.containers[1].image.as_deref(), Some("whisk/proxy:1"));
     }
 
     #[test]

@@ -26,6 +26,21 @@ pub struct UnitSpec {
     /// `http://host:port` of the control plane's gRPC server, for the proxy's reports.
     pub controlplane_url: String,
     pub env: Vec<(String, String)>,
+    /// A blackbox action's own image, run instead of the kind's runtime (backends that run
+    /// images; see [`Backend::check_image`]).
+    pub image: Option<String>,
+}
+
+/// OpenWhisk's skeleton image: what `--native` actions carry. Their code (an executable `exec`,
+/// or a script) is all there is to run, so the local backend can run them without the image.
+pub const SKELETON_IMAGE: &str = "openwhisk/dockerskeleton";
+
+/// Whether `image` is the skeleton (any tag).
+pub fn is_skeleton(image: &str) -> bool {
+    image == SKELETON_IMAGE
+        || image
+            .strip_prefix(SKELETON_IMAGE)
+            .is_some_and(|tag| tag.starts_with(':'))
 }
 
 /// A started unit.
@@ -98,6 +113,26 @@ pub trait Backend: Send + Sync + 'static {
     /// stem cell can only take actions that fit in it. Default: no (local processes).
     fn memory_fixed_at_start(&self) -> bool {
         false
+    }
+
+    /// Whether a blackbox action with this `image` (and code or not) can run here; the error is
+    /// the 400's text at create and update. Default (processes on this machine, no container
+    /// engine): only the skeleton image, with code to run.
+    fn check_image(&self, image: &str, has_code: bool) -> Result<(), String> {
+        if !is_skeleton(image) {
+            return Err(format!(
+                "The image '{image}' cannot be run: this stack's backend runs no container images. \
+                 Use the Kubernetes backend, or a native action (image '{SKELETON_IMAGE}' with an \
+                 executable 'exec' as its code)."
+            ));
+        }
+        if !has_code {
+            return Err(format!(
+                "exec malformed: a '{SKELETON_IMAGE}' action needs code (an executable 'exec', or a \
+                 zip holding one) on this stack's backend."
+            ));
+        }
+        Ok(())
     }
 
     /// Stop a unit; no-op if unknown.
