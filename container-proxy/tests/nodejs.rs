@@ -539,3 +539,31 @@ async fn init_failures_second_init_and_health() {
                "kind": "nodejs:20", "action": "guest/hello"})
     );
 }
+
+/// fd 3 is the launcher's reply channel, and action code can write to it. A stray line spoils at
+/// most the run that wrote it: the next runs get their own results, not the one before's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stray_write_to_the_reply_channel_does_not_shift_later_results() {
+    let cp = ControlPlaneStub::start().await;
+    let code = r#"
+        function main(p) {
+          if (p.stray) require("fs").writeSync(3, JSON.stringify({ stray: true }) + "\n");
+          return { n: p.n };
+        }"#;
+    let proxy = ready_proxy(&cp, "nodejs:20", action("hello", "nodejs:20", code)).await;
+    let mut inv = Invoke::blocking("guest/hello");
+    inv.result = true;
+    let reply = proxy.invoke(&inv, json!({"n": 0, "stray": true})).await;
+    assert_eq!(
+        reply.body,
+        json!({"stray": true}),
+        "the writer gets its own stray line"
+    );
+    for n in 1..4 {
+        let mut inv = Invoke::blocking("guest/hello");
+        inv.result = true;
+        let reply = proxy.invoke(&inv, json!({ "n": n })).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body, json!({ "n": n }), "run {n} gets its own result");
+    }
+}

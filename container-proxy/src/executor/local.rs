@@ -116,6 +116,23 @@ async fn read_reply(
     }
 }
 
+/// Throws away whatever fd 3 holds before a run is sent: a reply channel is the action's too
+/// (launchers run the code in their own process; native actions are the process), so a stray
+/// write — or a reply that came after its run was given up — must not become the next run's
+/// answer. Returns how many bytes were dropped. EOF is left for the run to find.
+fn discard_stale_replies(r: &mut BufReader<pipe::Receiver>) -> usize {
+    let buffered = r.buffer().len();
+    r.consume(buffered);
+    let mut dropped = buffered;
+    let mut scratch = [0u8; 4096];
+    loop {
+        match r.get_mut().try_read(&mut scratch) {
+            Ok(0) | Err(_) => return dropped,
+            Ok(n) => dropped += n,
+        }
+    }
+}
+
 /// Splits an optional `<status> ` prefix off a reply line.
 fn split_status(line: &[u8]) -> (u16, &[u8]) {
     let trimmed = line.trim_ascii_start();
@@ -536,6 +553,10 @@ impl Inner {
         }
         let line = format!("{message}\n");
         let keep = request.max_result + 8;
+        let stale = discard_stale_replies(&mut process.replies);
+        if stale > 0 {
+            tracing::warn!(bytes = stale, "discarded stray output on the reply channel");
+        }
         let io = async {
             process.stdin.write_all(line.as_bytes()).await?;
             process.stdin.flush().await?;
