@@ -80,3 +80,42 @@ async fn an_http_1_0_client_gets_an_answer() {
         "{answer:?}"
     );
 }
+
+/// Requests Envoy refuses before any route is chosen still get an answer, not a closed
+/// connection: ext_proc sees response headers only on invoke routes, so it does not stand in the
+/// way of Envoy's own local replies.
+#[tokio::test]
+async fn oversized_headers_and_unknown_methods_get_an_answer() {
+    let b = Bench::start().await;
+    let path = "/api/v1/namespaces/_/actions/a?blocking=true";
+    let huge = format!(
+        "POST {path} HTTP/1.1\r\nhost: l\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many = format!("POST {path} HTTP/1.1\r\nhost: l\r\n{many}content-length: 0\r\n\r\n");
+    for (what, request, status) in [
+        ("a 70 KiB header", huge, "431"),
+        ("150 headers", many, "431"),
+        (
+            "an unknown method",
+            format!("FROB {path} HTTP/1.1\r\nhost: l\r\n\r\n"),
+            "400",
+        ),
+    ] {
+        let answer = raw_exchange(&b, request.as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {answer:?}"
+        );
+    }
+    // HTTP/1.0 without a Host header is served by the default virtual host.
+    let answer = raw_exchange(&b, b"GET /nothing HTTP/1.0\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.0 404"), "{answer:?}");
+    // Invokes still go through the router, response phase included (activation id header).
+    let u = Upstream::start("a").await;
+    b.one_action("a", &u, 1).await;
+    let r = b.invoke("a").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-openwhisk-activation-id"));
+}
