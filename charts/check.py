@@ -528,6 +528,9 @@ def check_envoy(label, docs):
         return
     cfg = cms[0]["data"]["envoy.yaml"]
     check("{{" not in cfg, f"{label}: Envoy config has no unfilled placeholder")
+    admin = (yaml.safe_load(cfg).get("admin") or {}).get("address", {})
+    check(set(admin) == {"pipe"} and admin["pipe"].get("mode") == 0o600,
+          f"{label}: Envoy's admin interface is a 0600 Unix domain socket, not a port")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(cfg)
     try:

@@ -8,7 +8,9 @@
 //! requests), then the router, then the control plane and every container it started.
 //!
 //! Data lives in `--data-dir` (default `.whisk/`): `store/` (actions, identities, activations),
-//! `logs/` (router, access log, `containers/`), `envoy/` (the rendered config and Envoy's log). Starting again
+//! `logs/` (router, access log, `containers/`), `envoy/` (the rendered config, Envoy's log and its
+//! admin socket), `admin-token` and `router-token` (the secrets `whisk admin` and the routers
+//! present, owner-only). Starting again
 //! with the same directory reuses the data.
 
 use std::net::SocketAddr;
