@@ -28,7 +28,7 @@ pub enum ServerError {
     NoListener,
     #[error("control-plane address: {0}")]
     ControlPlane(#[from] tonic::transport::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Token(#[from] TokenError),
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
