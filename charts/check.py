@@ -14,6 +14,7 @@ Environment: HELM, KUBE_VALIDATE, ENVOY (paths to the tools), BIN_DIR (whisk bin
 Exits non-zero and lists every failure when any check fails.
 """
 
+import base64
 import glob
 import json
 import os
@@ -159,6 +160,11 @@ def matches(selector, labels):
 
 def name(d):
     return f"{d['kind']}/{d['metadata']['name']}"
+
+
+def flag_values(args):
+    """`--flag value` pairs of an argument list."""
+    return {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
 
 
 def controlplane_args(docs):
@@ -424,8 +430,10 @@ def check_monitoring(label, docs, values):
 
 
 def guest_secrets(docs):
-    """The guest-key Secrets (the admin-token Secret is checked by `check_admin_token`)."""
-    return [d for d in by_kind(docs, "Secret") if not d["metadata"]["name"].endswith("-admin-token")]
+    """The guest-key Secrets (the admin-token and router-token Secrets are checked by
+    `check_admin_token` and `check_router_token`)."""
+    return [d for d in by_kind(docs, "Secret")
+            if not d["metadata"]["name"].endswith(("-admin-token", "-router-token"))]
 
 
 def check_admin_token(label, docs):
@@ -453,8 +461,46 @@ def check_admin_token(label, docs):
           and "$existing.data" in src, "secret-admin.yaml keeps an existing Secret (lookup)")
 
 
+def check_router_token(label, docs):
+    """One router-token Secret (64 hex characters), kept on upgrade, mounted (owner and group
+    only) into the control plane, which is told to demand it, and into every gateway's router
+    container (and no other container), which is told to present it."""
+    secrets = [d for d in by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-router-token")]
+    if not check(len(secrets) == 1 and set(secrets[0]["data"]) == {"token"},
+                 f"{label}: one router-token Secret with a token"):
+        return
+    token = base64.b64decode(secrets[0]["data"]["token"]).decode()
+    check(re.fullmatch(r"[0-9a-f]{64}", token) is not None,
+          f"{label}: the router token is 64 hex characters")
+    secret_name = secrets[0]["metadata"]["name"]
+    for o, spec, _ in pod_specs(docs):
+        volumes = [v["name"] for v in spec.get("volumes", [])
+                   if v.get("secret", {}).get("secretName") == secret_name
+                   and v["secret"].get("defaultMode") == 0o440]
+        for c in spec["containers"]:
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in volumes}
+            args = flag_values(c.get("args", []))
+            command = os.path.basename(c.get("command", [""])[0])
+            where = f"{label} {name(o)} container {c['name']}"
+            if o["kind"] == "StatefulSet":
+                f = args.get("--router-token-file", "")
+                check(os.path.dirname(f) in mounts,
+                      f"{where}: the control plane demands the router-token Secret")
+            elif command == "whisk-router":
+                f = args.get("--controlplane-token-file", "")
+                check(os.path.dirname(f) in mounts,
+                      f"{where}: the router presents the router-token Secret")
+            else:
+                check(not mounts, f"{where}: does not mount the router token")
+    with open(os.path.join(CHART, "templates", "secret-router-token.yaml")) as f:
+        src = f.read()
+    check(re.search(r'lookup "v1" "Secret" \.Release\.Namespace', src)
+          and "$existing.data" in src, "secret-router-token.yaml keeps an existing Secret (lookup)")
+
+
 def check_secret(label, docs, values):
     check_admin_token(label, docs)
+    check_router_token(label, docs)
     existing = values.get("guest", {}).get("existingSecret")
     secrets = guest_secrets(docs)
     if existing:
@@ -482,6 +528,9 @@ def check_envoy(label, docs):
         return
     cfg = cms[0]["data"]["envoy.yaml"]
     check("{{" not in cfg, f"{label}: Envoy config has no unfilled placeholder")
+    admin = (yaml.safe_load(cfg).get("admin") or {}).get("address", {})
+    check(set(admin) == {"pipe"} and admin["pipe"].get("mode") == 0o600,
+          f"{label}: Envoy's admin interface is a 0600 Unix domain socket, not a port")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(cfg)
     try:

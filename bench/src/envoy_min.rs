@@ -14,7 +14,7 @@ use whisk_stack::envoy::{Envoy, EnvoyError};
 
 const TEMPLATE: &str = r#"# whisk-bench scenario a: Envoy alone in front of a static upstream.
 admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+  address: {pipe: {path: "{{ADMIN_SOCKET}}", mode: 384}}
 static_resources:
   listeners:
   - name: openwhisk_api

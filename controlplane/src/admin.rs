@@ -48,8 +48,9 @@ struct SetLimits {
 /// Name of the token file in the control plane's data directory.
 pub use crate::config::TOKEN_FILE;
 
-/// Read the admin token at `path`, or create it (random, owner-only) if there is none. An
-/// existing file is made owner-only too.
+/// Read the token at `path` (the admin token; `credentials` reads the router token with it too),
+/// or create it (64 random hex characters, owner-only) if there is none. An existing file is made
+/// owner-only too.
 pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let token = existing.trim().to_string();

@@ -84,6 +84,10 @@ pub struct ControlPlaneArgs {
     /// start). In a cluster, a mounted Secret the admin jobs mount too.
     #[arg(long, env = "WHISK_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// The token routers must present on the gRPC port (default: `router-token` in the data
+    /// directory, created on first start). In a cluster, a mounted Secret the routers mount too.
+    #[arg(long, env = "WHISK_ROUTER_TOKEN_FILE")]
+    pub router_token_file: Option<PathBuf>,
     /// HTTP listen address (management API, /_whisk/admin).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http_listen: SocketAddr,
@@ -137,6 +141,7 @@ impl ControlPlaneArgs {
         c.grpc_listen = self.grpc_listen;
         c.grpc_advertise = self.grpc_advertise.filter(|u| !u.is_empty());
         c.admin_token_file = self.admin_token_file;
+        c.router_token_file = self.router_token_file;
         c.http_listen = self.http_listen;
         c.proxy_bin = self.proxy_bin;
         c.api_host = self.api_host;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 /// The admin API token file, in the data directory.
 pub const TOKEN_FILE: &str = "admin-token";
+/// The routers' gRPC token file, in the data directory.
+pub const ROUTER_TOKEN_FILE: &str = "router-token";
 
 /// Control-plane configuration.
 #[derive(Debug, Clone)]
@@ -62,6 +64,9 @@ pub struct Config {
     /// The admin API's bearer token file (created, mode 0600, on first start); `None` =
     /// `data_dir/admin-token`.
     pub admin_token_file: Option<PathBuf>,
+    /// The token routers present on the gRPC service (created, mode 0600, on first start);
+    /// `None` = `data_dir/router-token`.
+    pub router_token_file: Option<PathBuf>,
 }
 
 /// Where action pods go when the Kubernetes backend is selected.
@@ -104,6 +109,7 @@ impl Config {
             proxy_args: Vec::new(),
             kubernetes: None,
             admin_token_file: None,
+            router_token_file: None,
         }
     }
 
@@ -112,6 +118,13 @@ impl Config {
         self.admin_token_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join(TOKEN_FILE))
+    }
+
+    /// Where the routers' token lives.
+    pub fn resolved_router_token_file(&self) -> PathBuf {
+        self.router_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(ROUTER_TOKEN_FILE))
     }
 
     /// Where per-container log files go.

@@ -1,5 +1,6 @@
 //! The gRPC server (Contract 1): a thin tonic adapter over [`Plane`]. No logic lives here beyond
-//! translating requests and errors.
+//! translating requests and errors, and admitting callers: the router calls (`Subscribe`,
+//! `ColdStart`, `Acknowledge`, `ReportTraffic`) need the router token ([`Credentials::router`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,16 +13,18 @@ use whisk_proto::controlplane::v1::control_plane_server::ControlPlane;
 
 use crate::coldstart;
 use crate::convert::{cold_start_error_pb, deadline_from_unix_ms, endpoint_pb};
+use crate::credentials::Credentials;
 use crate::plane::Plane;
 
 /// The tonic service.
 pub struct GrpcService {
     plane: Arc<Plane>,
+    credentials: Credentials,
 }
 
 impl GrpcService {
-    pub fn new(plane: Arc<Plane>) -> Self {
-        Self { plane }
+    pub fn new(plane: Arc<Plane>, credentials: Credentials) -> Self {
+        Self { plane, credentials }
     }
 }
 
@@ -35,6 +38,7 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.credentials.router(request.metadata())?;
         let router_id = request.into_inner().router_id;
         tracing::info!(router_id = %router_id, "router subscribed");
         let hub = self.plane.hub.clone();
@@ -58,6 +62,7 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
+        self.credentials.router(request.metadata())?;
         let req = request.into_inner();
         self.plane.hub.acks.ack(&req.router_id, req.revision);
         Ok(Response::new(pb::AcknowledgeResponse {}))
@@ -67,6 +72,7 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::ColdStartRequest>,
     ) -> Result<Response<pb::ColdStartResponse>, Status> {
+        self.credentials.router(request.metadata())?;
         let traceparent = request
             .metadata()
             .get("traceparent")
@@ -101,6 +107,7 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::ReportTrafficRequest>,
     ) -> Result<Response<pb::ReportTrafficResponse>, Status> {
+        self.credentials.router(request.metadata())?;
         self.plane.report_traffic(&request.get_ref().container_id);
         Ok(Response::new(pb::ReportTrafficResponse {}))
     }

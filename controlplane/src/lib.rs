@@ -13,6 +13,7 @@ pub mod cli;
 pub mod coldstart;
 pub mod config;
 pub mod convert;
+pub mod credentials;
 pub mod gc;
 pub mod grpc;
 pub mod metrics;
@@ -60,12 +61,15 @@ pub enum StartError {
     Backend(String),
     #[error("cannot read or create the admin token {0}: {1}")]
     AdminToken(std::path::PathBuf, std::io::Error),
+    #[error("cannot read or create the router token {0}: {1}")]
+    RouterToken(std::path::PathBuf, std::io::Error),
 }
 
 /// A running control plane.
 pub struct ControlPlaneHandle {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
+    router_token_file: std::path::PathBuf,
     plane: Arc<Plane>,
     stop: watch::Sender<bool>,
     /// Background loops (flusher, backend events, GC): aborted on shutdown.
@@ -91,6 +95,10 @@ impl ControlPlaneHandle {
     /// `http://<http_addr>`.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+    /// The file holding the token routers present (`whisk-router --controlplane-token-file`).
+    pub fn router_token_file(&self) -> &std::path::Path {
+        &self.router_token_file
     }
     /// The core, for in-process hosts and tests (e.g. `plane().gc_tick_at(..)`).
     pub fn plane(&self) -> &Arc<Plane> {
@@ -185,6 +193,14 @@ pub async fn start_with_backend(
             return Err(StartError::AdminToken(token_file, e));
         }
     };
+    let router_token_file = config.resolved_router_token_file();
+    let credentials = match credentials::Credentials::load(&router_token_file) {
+        Ok(c) => c,
+        Err(e) => {
+            store.close();
+            return Err(StartError::RouterToken(router_token_file, e));
+        }
+    };
     let grpc_listener = tokio::net::TcpListener::bind(config.grpc_listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -228,7 +244,7 @@ pub async fn start_with_backend(
 
     // Activation records carry up to 10 MB of logs plus a 1 MB result; snapshots grow with the
     // number of actions and endpoints. tonic's 4 MB default is too small for either.
-    let grpc = ControlPlaneServer::new(grpc::GrpcService::new(plane.clone()))
+    let grpc = ControlPlaneServer::new(grpc::GrpcService::new(plane.clone(), credentials))
         .max_decoding_message_size(GRPC_MAX_MESSAGE)
         .max_encoding_message_size(GRPC_MAX_MESSAGE);
     let mut servers = Vec::new();
@@ -294,6 +310,7 @@ pub async fn start_with_backend(
     Ok(ControlPlaneHandle {
         grpc_addr,
         http_addr,
+        router_token_file,
         plane,
         stop,
         tasks,

@@ -8,7 +8,9 @@
 //! requests), then the router, then the control plane and every container it started.
 //!
 //! Data lives in `--data-dir` (default `.whisk/`): `store/` (actions, identities, activations),
-//! `logs/` (router, access log, `containers/`), `envoy/` (the rendered config and Envoy's log). Starting again
+//! `logs/` (router, access log, `containers/`), `envoy/` (the rendered config, Envoy's log and its
+//! admin socket), `admin-token` and `router-token` (the secrets `whisk admin` and the routers
+//! present, owner-only). Starting again
 //! with the same directory reuses the data.
 
 use std::net::SocketAddr;
@@ -132,6 +134,8 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     config.logs_dir = Some(logs.join("containers"));
     // Beside `admin-url`, where `whisk admin --data-dir` looks first.
     config.admin_token_file = Some(data.join(crate::admin::TOKEN_FILE));
+    // The routers' credential for the gRPC port, handed to every router started below.
+    config.router_token_file = Some(data.join(crate::config::ROUTER_TOKEN_FILE));
     config.prewarm = parse_prewarm(&args.prewarm).map_err(UpError::Config)?;
     config.keep_alive = Duration::from_secs(args.keep_alive_secs);
     config.sweep_grace = Duration::from_secs(args.sweep_grace_secs);
@@ -153,9 +157,11 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         Flavour::Sidecar => Some(data.join("router.sock")),
     };
     let telemetry = args.telemetry.to_args();
+    let cp_token = controlplane.router_token_file().to_path_buf();
     let router = start_router(
         &router_bin,
         &controlplane.grpc_url(),
+        &cp_token,
         "127.0.0.1:0",
         router_link_wanted.as_deref(),
         &logs,
@@ -206,6 +212,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         envoy_bin: &envoy_bin,
         spec: &spec,
         cp_grpc: &controlplane.grpc_url(),
+        cp_token: &cp_token,
         logs: &logs,
         envoy_dir: &envoy_dir,
         telemetry: &telemetry,
@@ -226,6 +233,7 @@ struct Launch<'a> {
     envoy_bin: &'a Path,
     spec: &'a EnvoySpec,
     cp_grpc: &'a str,
+    cp_token: &'a Path,
     logs: &'a Path,
     envoy_dir: &'a Path,
     telemetry: &'a [String],
@@ -262,7 +270,16 @@ async fn supervise(parts: &mut Parts, l: &Launch<'_>) -> Result<(), UpError> {
                     RouterLink::Unix(path) => (String::new(), Some(path.as_path())),
                 };
                 parts.router =
-                    start_router(l.router_bin, l.cp_grpc, &listen, uds, l.logs, l.telemetry).await?;
+                    start_router(
+                    l.router_bin,
+                    l.cp_grpc,
+                    l.cp_token,
+                    &listen,
+                    uds,
+                    l.logs,
+                    l.telemetry,
+                )
+                .await?;
                 parts.router_admin = router_addresses(&parts.router, uds).1;
             }
             status = parts.envoy.process.wait() => {
@@ -293,13 +310,17 @@ async fn stop_envoy(mut envoy: Envoy) {
 async fn start_router(
     bin: &Path,
     cp_grpc: &str,
+    cp_token: &Path,
     listen: &str,
     uds: Option<&Path>,
     logs: &Path,
     telemetry: &[String],
 ) -> Result<Child, UpError> {
     let mut cmd = tokio::process::Command::new(bin);
-    cmd.args(["--controlplane", cp_grpc]).args(telemetry);
+    cmd.args(["--controlplane", cp_grpc])
+        .arg("--controlplane-token-file")
+        .arg(cp_token)
+        .args(telemetry);
     match uds {
         Some(path) => cmd.arg("--uds").arg(path),
         None => cmd.args(["--listen", listen]),

@@ -123,14 +123,12 @@ async fn concurrent_cold_starts_are_coalesced() {
 
     let mut calls = Vec::new();
     for _ in 0..5 {
-        let url = cp.grpc_url();
+        let (url, token) = (
+            cp.grpc_url(),
+            RouterToken::from_file(cp.router_token_file()),
+        );
         calls.push(tokio::spawn(async move {
-            let mut c =
-                whisk_proto::controlplane::v1::control_plane_client::ControlPlaneClient::connect(
-                    url,
-                )
-                .await
-                .unwrap();
+            let mut c = grpc_at(url, token).await;
             c.cold_start(pb::ColdStartRequest {
                 action_fqn: "guest/a".into(),
                 ..Default::default()

@@ -122,10 +122,11 @@ async fn binary_metrics_health_and_cold_start_trace() {
         .await;
     assert_eq!(status, 200, "{body}");
 
-    let mut grpc =
-        whisk_proto::controlplane::v1::control_plane_client::ControlPlaneClient::connect(grpc_url)
-            .await
-            .unwrap();
+    let mut grpc = grpc_at(
+        grpc_url,
+        RouterToken::from_file(&dir.path().join("router-token")),
+    )
+    .await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let router_span = "b7ad6b7169203331";
     let mut req = tonic::Request::new(pb::ColdStartRequest {

@@ -56,6 +56,11 @@ pub struct Config {
     /// The control plane's gRPC URL, e.g. http://127.0.0.1:7001.
     #[arg(long, env = "WHISK_CONTROLPLANE")]
     pub controlplane: String,
+    /// File holding the token this router presents to the control plane (`authorization: Bearer`
+    /// on every call): the control plane's `router-token`, or a mounted Secret. Read at start and
+    /// again before every resubscription.
+    #[arg(long, env = "WHISK_CONTROLPLANE_TOKEN_FILE")]
+    pub controlplane_token_file: Option<PathBuf>,
     /// Name of this router, unique per process (default: router-<pid>-<random>).
     #[arg(long, env = "WHISK_ROUTER_ID")]
     pub router_id: Option<String>,

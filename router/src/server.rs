@@ -12,6 +12,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
+use crate::control::credential::{ControlPlaneToken, TokenError};
 use crate::control::{client::GrpcControlPlane, sync};
 use crate::domain::pipeline::Router;
 use crate::domain::ports::ControlPlane;
@@ -27,6 +28,8 @@ pub enum ServerError {
     NoListener,
     #[error("control-plane address: {0}")]
     ControlPlane(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -67,11 +70,16 @@ pub async fn start(config: Config) -> Result<RouterHandle, ServerError> {
     }
     let router_id = config.router_id();
     let tables = Arc::new(Tables::default());
-    let control = GrpcControlPlane::new(&config.controlplane, router_id.clone())?;
+    let token = match &config.controlplane_token_file {
+        Some(path) => ControlPlaneToken::from_file(path)?,
+        None => ControlPlaneToken::none(),
+    };
+    let control = GrpcControlPlane::new(&config.controlplane, router_id.clone(), token.clone())?;
     let mut tasks = vec![tokio::spawn(sync::run(
         control.client(),
         tables.clone(),
         router_id,
+        token,
     ))];
     let control: Arc<dyn ControlPlane> = Arc::new(control);
     let router = Arc::new(Router::new(tables.clone(), control, config.policy));

@@ -149,16 +149,9 @@ async fn when_every_container_refuses_a_cold_start_serves_it() {
 
 /// Envoy's count of ext_proc streams started (from its admin interface).
 async fn ext_proc_streams(b: &Bench) -> u64 {
-    let stats = b
-        .http
-        .get(format!(
-            "http://{}/stats?filter=ext_proc.streams_started",
-            b.envoy.admin
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let (_, stats) = b
+        .envoy
+        .admin_get("/stats?filter=ext_proc.streams_started")
         .await
         .unwrap();
     stats

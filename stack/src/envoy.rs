@@ -1,10 +1,15 @@
 //! Envoy as a child process, configured from the shipped templates.
 //!
 //! `envoy/gateway.yaml` (router over TCP) and `envoy/sidecar.yaml` (router over a Unix domain
-//! socket) hold `{{NAME}}` placeholders; [`render`] fills them. Envoy binds port 0 when asked,
-//! writes its admin address to a file (`--admin-address-path`), and reports the port its
-//! listener bound through the admin API, so nothing here assumes a port is free.
-
+//! socket) hold `{{NAME}}` placeholders; [`render`] fills them. Envoy binds port 0 when asked and
+//! reports the port its listener bound through the admin API, so nothing here assumes a port is
+//! free.
+//!
+//! Envoy's admin interface has no authentication (`POST /quitquitquit` stops the stack,
+//! `/config_dump` shows its configuration), so it never listens on TCP, where action code could
+//! reach it: every config's admin address is a Unix domain socket, mode 0600, that [`start_config`]
+//! places in the stack's directory (the `{{ADMIN_SOCKET}}` placeholder). [`Envoy::admin_get`]
+//! talks to it.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,6 +21,10 @@ use crate::child::own;
 
 pub const GATEWAY_TEMPLATE: &str = include_str!("../../envoy/gateway.yaml");
 pub const SIDECAR_TEMPLATE: &str = include_str!("../../envoy/sidecar.yaml");
+/// The placeholder of the admin socket's path; every config [`start_config`] runs must have it.
+pub const ADMIN_SOCKET: &str = "{{ADMIN_SOCKET}}";
+/// The longest path a Unix domain socket can have (`sun_path`, less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvoyError {
@@ -31,6 +40,12 @@ pub enum EnvoyError {
     Exited(String),
     #[error("envoy did not become ready within {0:?} (see {1})")]
     Timeout(Duration, String),
+    #[error("the config has no {ADMIN_SOCKET} placeholder for its admin socket")]
+    NoAdminSocket,
+    #[error(
+        "the admin socket path {0} is longer than a Unix socket path can be; use a shorter directory"
+    )]
+    SocketPathTooLong(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -53,14 +68,14 @@ pub struct EnvoySpec {
     pub access_log: PathBuf,
 }
 
-/// Fills the template of the spec's flavour.
+/// Fills the template of the spec's flavour; the admin socket ([`ADMIN_SOCKET`]) is left for
+/// [`start_config`] to fill.
 pub fn render(spec: &EnvoySpec) -> String {
     let template = match spec.router {
         RouterLink::Tcp(_) => GATEWAY_TEMPLATE,
         RouterLink::Unix(_) => SIDECAR_TEMPLATE,
     };
     let mut out = template
-        .replace("{{ADMIN_PORT}}", "0")
         .replace("{{LISTEN_ADDRESS}}", &spec.listen.ip().to_string())
         .replace("{{LISTEN_PORT}}", &spec.listen.port().to_string())
         .replace(
@@ -127,13 +142,33 @@ pub struct Envoy {
     pub process: tokio::process::Child,
     /// Where clients connect.
     pub listen: SocketAddr,
-    pub admin: SocketAddr,
+    /// The admin interface's Unix domain socket (mode 0600).
+    pub admin_socket: PathBuf,
 }
 
 impl Envoy {
     pub fn url(&self) -> String {
         format!("http://{}", self.listen)
     }
+
+    /// `GET <path>` (e.g. `/ready`, `/stats?filter=...`) on the admin interface: status and body.
+    pub async fn admin_get(&self, path: &str) -> Result<(u16, String), reqwest::Error> {
+        admin_get(&admin_client(&self.admin_socket)?, path).await
+    }
+}
+
+/// An HTTP client whose every connection goes to the admin socket.
+fn admin_client(socket: &Path) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder().unix_socket(socket).build()
+}
+
+async fn admin_get(client: &reqwest::Client, path: &str) -> Result<(u16, String), reqwest::Error> {
+    let resp = client
+        .get(format!("http://envoy-admin{path}"))
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
 }
 
 /// Writes the config to `dir`, starts Envoy and waits until its listener is up.
@@ -147,7 +182,8 @@ pub async fn start(
 }
 
 /// Starts Envoy with any config whose API listener is named `openwhisk_api` (e.g. the bench's
-/// floor), as `<dir>/<name>.yaml`, logging to `<dir>/<name>.log`.
+/// floor) and whose admin address is the [`ADMIN_SOCKET`] pipe, as `<dir>/<name>.yaml`, its admin
+/// socket `<dir>/<name>-admin.sock`, logging to `<dir>/<name>.log`.
 pub async fn start_config(
     envoy: &Path,
     config_text: &str,
@@ -155,10 +191,20 @@ pub async fn start_config(
     dir: &Path,
     timeout: Duration,
 ) -> Result<Envoy, EnvoyError> {
+    if !config_text.contains(ADMIN_SOCKET) {
+        return Err(EnvoyError::NoAdminSocket);
+    }
     let config = dir.join(format!("{name}.yaml"));
-    let admin_path = dir.join(format!("{name}-admin-address"));
+    let admin_socket = dir.join(format!("{name}-admin.sock"));
     let log_path = dir.join(format!("{name}.log"));
-    let _ = std::fs::remove_file(&admin_path);
+    if admin_socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(EnvoyError::SocketPathTooLong(
+            admin_socket.display().to_string(),
+        ));
+    }
+    // A socket left by an Envoy that died would make this one fail to bind.
+    let _ = std::fs::remove_file(&admin_socket);
+    let config_text = config_text.replace(ADMIN_SOCKET, &admin_socket.display().to_string());
     std::fs::write(&config, config_text)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -174,8 +220,6 @@ pub async fn start_config(
             "--log-level",
             "warn",
         ])
-        .arg("--admin-address-path")
-        .arg(&admin_path)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
@@ -183,18 +227,19 @@ pub async fn start_config(
     let mut process = cmd.spawn().map_err(EnvoyError::Spawn)?;
     let log_name = log_path.display().to_string();
     let deadline = Instant::now() + timeout;
-    let client = reqwest::Client::new();
+    let client =
+        admin_client(&admin_socket).map_err(|e| EnvoyError::Io(std::io::Error::other(e)))?;
     loop {
         if let Ok(Some(_)) = process.try_wait() {
             return Err(EnvoyError::Exited(log_name));
         }
-        if let Some(admin) = read_admin(&admin_path)
-            && let Some(listen) = listener_address(&client, admin).await
+        if admin_socket.exists()
+            && let Some(listen) = listener_address(&client).await
         {
             return Ok(Envoy {
                 process,
                 listen,
-                admin,
+                admin_socket,
             });
         }
         if Instant::now() > deadline {
@@ -204,14 +249,10 @@ pub async fn start_config(
     }
 }
 
-fn read_admin(path: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 /// The bound address of the API listener, once Envoy reports it.
-async fn listener_address(client: &reqwest::Client, admin: SocketAddr) -> Option<SocketAddr> {
-    let url = format!("http://{admin}/listeners?format=json");
-    let v: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
+async fn listener_address(client: &reqwest::Client) -> Option<SocketAddr> {
+    let (_, body) = admin_get(client, "/listeners?format=json").await.ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     let sock = v["listener_statuses"]
         .as_array()?
         .iter()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use whisk_stack::envoy::{EnvoySpec, RouterLink, find_envoy, render, validate};
+use whisk_stack::envoy::{ADMIN_SOCKET, EnvoySpec, RouterLink, find_envoy, render, validate};
 
 fn spec(router: RouterLink, dir: &std::path::Path) -> EnvoySpec {
     EnvoySpec {
@@ -24,7 +24,9 @@ async fn gateway_and_sidecar_configs_validate() {
         ),
         ("sidecar", RouterLink::Unix(dir.path().join("router.sock"))),
     ] {
-        let text = render(&spec(link, dir.path()));
+        let admin = dir.path().join("admin.sock");
+        let text =
+            render(&spec(link, dir.path())).replace(ADMIN_SOCKET, &admin.display().to_string());
         assert!(!text.contains("{{"), "{name}: placeholder left: {text}");
         let path = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&path, text).unwrap();

@@ -2,6 +2,8 @@
 //! service, holding exactly the tables the test pushes. `Subscribe` sends a snapshot and then
 //! every delta; `ColdStart` follows a plan per action (after a delay, this endpoint — also
 //! pushed) or answers "capacity exhausted"; reports are recorded for the test to assert on.
+//! Like the real one it can demand the router token ([`FakeControlPlane::require_token`]); by
+//! default it admits every caller.
 //!
 //! It stands in for our own control plane so the router can be tested alone; everything around
 //! it (Envoy, the router binary, sockets) is real.
@@ -51,6 +53,10 @@ pub struct FakeControlPlane {
     stopped: Arc<tokio::sync::watch::Sender<bool>>,
     /// Where it served last, to serve there again.
     last_addr: Arc<Mutex<Option<std::net::SocketAddr>>>,
+    /// The token router calls must present (`authorization: Bearer`); `None` admits everyone.
+    token: Arc<Mutex<Option<String>>>,
+    /// Router calls refused for a missing or wrong token.
+    pub refused: Arc<AtomicU32>,
 }
 
 struct Server {
@@ -80,6 +86,30 @@ impl FakeControlPlane {
             server: Default::default(),
             stopped: Arc::new(tokio::sync::watch::channel(false).0),
             last_addr: Default::default(),
+            token: Default::default(),
+            refused: Default::default(),
+        }
+    }
+
+    /// From now on, router calls (`Subscribe`, `ColdStart`, `Acknowledge`, `ReportTraffic`) need
+    /// `authorization: Bearer <token>`, as on the real control plane (else `UNAUTHENTICATED`).
+    pub fn require_token(&self, token: &str) {
+        *lock(&self.token) = Some(token.to_owned());
+    }
+
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(token) = lock(&self.token).clone() else {
+            return Ok(());
+        };
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if presented == Some(format!("Bearer {token}").as_str()) {
+            Ok(())
+        } else {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            Err(Status::unauthenticated("router token missing or wrong"))
         }
     }
 
@@ -157,8 +187,9 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
 
     async fn subscribe(
         &self,
-        _: Request<pb::SubscribeRequest>,
+        request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<UpdateStream>, Status> {
+        self.admit(&request)?;
         self.subscribes.fetch_add(1, Ordering::SeqCst);
         let (snapshot, mut rx) = {
             let m = lock(&self.model);
@@ -198,6 +229,7 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
         &self,
         request: Request<pb::ColdStartRequest>,
     ) -> Result<Response<pb::ColdStartResponse>, Status> {
+        self.admit(&request)?;
         self.cold_starts.fetch_add(1, Ordering::SeqCst);
         let fqn = request.into_inner().action_fqn;
         let plan = lock(&self.plans).get(&fqn).cloned();
@@ -223,8 +255,9 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
 
     async fn acknowledge(
         &self,
-        _: Request<pb::AcknowledgeRequest>,
+        request: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
+        self.admit(&request)?;
         Ok(Response::new(Default::default()))
     }
 
@@ -232,6 +265,7 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
         &self,
         request: Request<pb::ReportTrafficRequest>,
     ) -> Result<Response<pb::ReportTrafficResponse>, Status> {
+        self.admit(&request)?;
         lock(&self.traffic).push(request.into_inner().container_id);
         Ok(Response::new(Default::default()))
     }

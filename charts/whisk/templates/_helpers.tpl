@@ -51,6 +51,10 @@ app.kubernetes.io/part-of: whisk
 {{- printf "%s-admin-token" (include "whisk.fullname" .) -}}
 {{- end -}}
 
+{{- define "whisk.routerSecretName" -}}
+{{- printf "%s-router-token" (include "whisk.fullname" .) -}}
+{{- end -}}
+
 {{- define "whisk.controlplaneHost" -}}
 {{- printf "%s-controlplane.%s.svc.%s" (include "whisk.fullname" .) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}

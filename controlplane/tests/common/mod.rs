@@ -279,10 +279,58 @@ pub fn assert_error(got: &(u16, Value), status: u16, message: &str) {
     assert_eq!(got.1["code"], Value::String("tid-123".into()));
 }
 
-pub async fn grpc(handle: &ControlPlaneHandle) -> ControlPlaneClient<tonic::transport::Channel> {
-    ControlPlaneClient::connect(handle.grpc_url())
+/// Adds `authorization: Bearer <router token>` to every call, as a router does (or nothing).
+#[derive(Clone)]
+pub struct RouterToken(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl RouterToken {
+    /// The token in the file a control plane (or `whisk up`) wrote.
+    pub fn from_file(path: &std::path::Path) -> Self {
+        let token = std::fs::read_to_string(path).expect("the router token file");
+        Self::new(token.trim())
+    }
+    pub fn new(token: &str) -> Self {
+        Self(Some(
+            format!("Bearer {token}").parse().expect("an ASCII token"),
+        ))
+    }
+    /// No header at all.
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
+impl tonic::service::Interceptor for RouterToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A gRPC client presenting the router token.
+pub type Grpc = ControlPlaneClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, RouterToken>,
+>;
+
+/// A client of `url` presenting `token`.
+pub async fn grpc_at(url: String, token: RouterToken) -> Grpc {
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .expect("a URL")
+        .connect()
         .await
-        .expect("grpc connects")
+        .expect("grpc connects");
+    ControlPlaneClient::with_interceptor(channel, token)
+}
+
+/// A client of the control plane, presenting its router token (as a router does).
+pub async fn grpc(handle: &ControlPlaneHandle) -> Grpc {
+    grpc_at(
+        handle.grpc_url(),
+        RouterToken::from_file(handle.router_token_file()),
+    )
+    .await
 }
 
 /// Receive the next update of a subscription, with a deadline.

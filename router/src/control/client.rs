@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tonic::transport::Channel;
 use whisk_proto::controlplane::v1::{
     self as pb, cold_start_error::Code, cold_start_response::Outcome,
     control_plane_client::ControlPlaneClient,
@@ -13,30 +12,37 @@ use whisk_proto::controlplane::v1::{
 use whisk_vocab::ActivationRecord;
 
 use super::convert;
+use super::credential::{Bearer, Client, ControlPlaneToken};
 use crate::config::MAX_SNAPSHOT_BYTES;
 use crate::domain::endpoints::EndpointSpec;
 use crate::domain::ports::{ColdStartFailure, ControlPlane};
 
 pub struct GrpcControlPlane {
-    client: ControlPlaneClient<Channel>,
+    client: Client,
     router_id: String,
 }
 
 impl GrpcControlPlane {
-    /// A lazily connected client: the router starts even while the control plane is down.
-    pub fn new(url: &str, router_id: String) -> Result<Self, tonic::transport::Error> {
+    /// A lazily connected client: the router starts even while the control plane is down. Every
+    /// call presents `token`.
+    pub fn new(
+        url: &str,
+        router_id: String,
+        token: Arc<ControlPlaneToken>,
+    ) -> Result<Self, tonic::transport::Error> {
         let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(Self {
             // Snapshots of large installations (1M endpoints) are far beyond tonic's 4 MiB default.
-            client: ControlPlaneClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES),
+            client: ControlPlaneClient::with_interceptor(channel, Bearer(token))
+                .max_decoding_message_size(MAX_SNAPSHOT_BYTES),
             router_id,
         })
     }
 
-    pub fn client(&self) -> ControlPlaneClient<Channel> {
+    pub fn client(&self) -> Client {
         self.client.clone()
     }
 }

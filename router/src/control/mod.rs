@@ -1,7 +1,9 @@
 //! The router's gRPC side of the control plane: the subscription that fills the tables and the
 //! client behind cold starts and reports. Translation from proto to domain types lives in
-//! [`convert`]; nothing outside this module sees a proto type.
+//! [`convert`]; the token every call presents in [`credential`]; nothing outside this module
+//! sees a proto type.
 
 pub mod client;
 pub mod convert;
+pub mod credential;
 pub mod sync;

@@ -5,6 +5,10 @@
 //! misses a change. While disconnected the router keeps serving from the tables it has: the warm
 //! path does not depend on the control plane being up.
 //!
+//! Every call presents the router's token, re-read from its file before every resubscription (a
+//! rotated Secret). A control plane that refuses it leaves the router where a control plane
+//! that is down does: serving from the tables it has, retrying with backoff, and saying why.
+//!
 //! Every applied revision is acknowledged (coalesced: only the latest is sent), so the control
 //! plane can answer a management write once every router has it (read your writes).
 
@@ -12,24 +16,58 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tonic::transport::Channel;
-use whisk_proto::controlplane::v1::{
-    AcknowledgeRequest, SubscribeRequest, control_plane_client::ControlPlaneClient,
-};
+use whisk_proto::controlplane::v1::{AcknowledgeRequest, SubscribeRequest};
 
 use super::convert;
+use super::credential::{Client, ControlPlaneToken, is_refusal};
 use crate::domain::tables::Tables;
 
+/// How long a router whose credential was refused waits before it tries again.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Runs forever (until the task is aborted).
-pub async fn run(mut client: ControlPlaneClient<Channel>, tables: Arc<Tables>, router_id: String) {
+pub async fn run(
+    mut client: Client,
+    tables: Arc<Tables>,
+    router_id: String,
+    token: Arc<ControlPlaneToken>,
+) {
     let (applied, to_ack) = watch::channel(0u64);
     let acker = tokio::spawn(acknowledge(client.clone(), router_id.clone(), to_ack));
     let _stop_acker = AbortOnDrop(acker);
     let mut backoff = Duration::from_millis(50);
+    let mut first = true;
     loop {
-        match subscribe_once(&mut client, &tables, &router_id, &applied).await {
-            Ok(()) => tracing::warn!("control-plane stream ended; resubscribing"),
-            Err(e) => tracing::warn!(error = %e, "control-plane subscription failed; retrying"),
+        if !std::mem::take(&mut first)
+            && let Err(e) = token.reload()
+        {
+            tracing::warn!(error = %e, "keeping the control-plane token read before");
+        }
+        let refused = match subscribe_once(&mut client, &tables, &router_id, &applied).await {
+            Ok(()) => {
+                tracing::warn!("control-plane stream ended; resubscribing");
+                false
+            }
+            // Refused for our credential: keep serving from the tables we have, keep trying (the
+            // token file is read again first), and say what to fix.
+            Err(SyncError::Status(status)) if is_refusal(&status) => {
+                tracing::error!(
+                    %status,
+                    token_file = ?token.path(),
+                    "the control plane refused this router's credential: check \
+                     --controlplane-token-file (it must hold the control plane's router token); \
+                     retrying, serving from the tables already held"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control-plane subscription failed; retrying");
+                false
+            }
+        };
+        if refused {
+            tokio::time::sleep(REFUSED_BACKOFF).await;
+            continue;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -48,11 +86,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Sends the latest applied revision whenever it changes.
-async fn acknowledge(
-    mut client: ControlPlaneClient<Channel>,
-    router_id: String,
-    mut applied: watch::Receiver<u64>,
-) {
+async fn acknowledge(mut client: Client, router_id: String, mut applied: watch::Receiver<u64>) {
     while applied.changed().await.is_ok() {
         let revision = *applied.borrow_and_update();
         let req = AcknowledgeRequest {
@@ -74,7 +108,7 @@ enum SyncError {
 }
 
 async fn subscribe_once(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     tables: &Tables,
     router_id: &str,
     applied: &watch::Sender<u64>,

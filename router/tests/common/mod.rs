@@ -339,6 +339,9 @@ async fn serve_conn(
 
 // ---------------------------------------------------------------- the stack under test
 
+/// The router token the bench's control plane demands and its routers present.
+pub const BENCH_TOKEN: &str = "bench-router-token";
+
 pub struct Bench {
     pub cp: FakeControlPlane,
     pub router: Option<whisk_stack::child::Child>,
@@ -402,8 +405,15 @@ impl Bench {
 
     /// Guest and "other" namespaces (1000/min, 100 concurrent, 1 KiB payloads), no actions yet.
     async fn start_flavour(sidecar: bool, router_args: &[&str]) -> Bench {
-        let router_args: Vec<String> = router_args.iter().map(|a| a.to_string()).collect();
+        let dir = tempfile::tempdir().unwrap();
+        // The fake checks the router token, as the real control plane does.
+        let token_file = dir.path().join("controlplane-token");
+        std::fs::write(&token_file, BENCH_TOKEN).unwrap();
+        let mut router_args: Vec<String> = router_args.iter().map(|a| a.to_string()).collect();
+        router_args.push("--controlplane-token-file".into());
+        router_args.push(token_file.display().to_string());
         let cp = FakeControlPlane::new();
+        cp.require_token(BENCH_TOKEN);
         cp.push(pb::TableUpdate {
             namespaces_upsert: vec![namespace("guest", 1000, 100), namespace("other", 1000, 100)],
             identities_upsert: vec![
@@ -413,7 +423,6 @@ impl Bench {
             ..Default::default()
         });
         let cp_url = cp.serve().await;
-        let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("router.sock");
         let router = start_router(
             &cp_url,
