@@ -85,9 +85,14 @@ impl ControlPlane for GrpcService {
             faas.name = %req.action_fqn,
         );
         whisk_telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
-        let outcome = match coldstart::cold_start(&self.plane, &req.action_fqn, deadline)
-            .instrument(span)
-            .await
+        let outcome = match coldstart::cold_start(
+            &self.plane,
+            &req.action_fqn,
+            &req.invoking_namespace,
+            deadline,
+        )
+        .instrument(span)
+        .await
         {
             Ok(ep) => pb::cold_start_response::Outcome::Endpoint(endpoint_pb(&ep)),
             Err(e) => pb::cold_start_response::Outcome::Error(cold_start_error_pb(e)),

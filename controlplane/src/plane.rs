@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 use serde_json::Value;
+use whisk_vocab::ContainerToken;
 
 use crate::backend::{Backend, BackendEvent, UnitSpec};
 use crate::config::Config;
@@ -118,7 +119,8 @@ impl Plane {
 
     // ---- entity changes -------------------------------------------------------------------
 
-    fn is_public(&self, a: &ActionDoc) -> bool {
+    /// Whether the action sits in a published package (any namespace may invoke it).
+    pub(crate) fn is_public(&self, a: &ActionDoc) -> bool {
         let Some(pkg) = &a.package else { return false };
         matches!(self.store.get_package(&format!("{}/{pkg}", a.namespace)), Ok(Some(p)) if p.publish)
     }
@@ -358,8 +360,14 @@ impl Plane {
     /// Take back the units the backend kept from a previous run: stem cells as stem cells, warm
     /// containers of an action revision that still exists as warm containers (published to the
     /// routers); the rest, and what does not fit, is stopped.
+    /// A unit whose token the backend cannot read back is stopped: nobody could reach it.
     pub async fn adopt_units(self: &Arc<Self>) {
         for u in self.backend.adopt().await {
+            let Some(token) = u.token.clone() else {
+                tracing::info!(container_id = %u.container_id, "stopping a container left by a previous run: its token is unknown");
+                self.backend.stop(u.container_id).await;
+                continue;
+            };
             let container = match &u.action {
                 None => Some(Container {
                     id: u.container_id.clone(),
@@ -369,6 +377,7 @@ impl Plane {
                     memory_mb: u.memory_mb,
                     state: State::Stem,
                     last_activity: Instant::now(),
+                    token,
                 }),
                 Some((fqn, revision)) => match self.store.get_action(fqn) {
                     Ok(Some(a)) if a.revision == *revision => Some(Container {
@@ -379,11 +388,17 @@ impl Plane {
                             fqn: fqn.clone(),
                             revision: *revision,
                             capacity: a.limits.concurrency.max(1),
+                            // Units initialised before namespaces were recorded served the owner.
+                            namespace: u
+                                .invoking_namespace
+                                .clone()
+                                .unwrap_or_else(|| a.namespace.clone()),
                         }),
                         // The unit's own limit when it has one (a pod's), else the action's.
                         memory_mb: u.memory_mb.max(a.limits.memory),
                         state: State::Ready,
                         last_activity: Instant::now(),
+                        token,
                     }),
                     _ => None,
                 },
@@ -408,7 +423,7 @@ impl Plane {
     pub fn refill_stems(self: &Arc<Self>) {
         for (kind, want) in self.config.prewarm.clone() {
             loop {
-                let id = {
+                let (id, token) = {
                     let mut pool = self.pool();
                     if pool.stem_count(&kind) >= want
                         || !pool.has_room(self.config.stem_cell_memory_mb, 0)
@@ -416,6 +431,7 @@ impl Plane {
                         break;
                     }
                     let id = new_container_id();
+                    let token = ContainerToken::generate();
                     pool.insert(Container {
                         id: id.clone(),
                         kind: kind.clone(),
@@ -424,23 +440,25 @@ impl Plane {
                         memory_mb: self.config.stem_cell_memory_mb,
                         state: State::Starting,
                         last_activity: Instant::now(),
+                        token: token.clone(),
                     });
-                    id
+                    (id, token)
                 };
                 let plane = self.clone();
                 let kind = kind.clone();
-                tokio::spawn(async move { plane.start_stem(id, kind).await });
+                tokio::spawn(async move { plane.start_stem(id, kind, token).await });
             }
         }
     }
 
-    async fn start_stem(self: Arc<Self>, id: String, kind: String) {
+    async fn start_stem(self: Arc<Self>, id: String, kind: String, token: ContainerToken) {
         let spec = UnitSpec {
             container_id: id.clone(),
             kind: kind.clone(),
             memory_mb: self.config.stem_cell_memory_mb,
             controlplane_url: self.controlplane_url(),
             env: Vec::new(),
+            token,
         };
         let result = {
             let _permit = self.starts.permit().await;

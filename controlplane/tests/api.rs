@@ -594,7 +594,7 @@ async fn sequences() {
     );
 
     // Sequences are never cold-started.
-    let err = whisk_controlplane::coldstart::cold_start(cp.plane(), "guest/s", None)
+    let err = whisk_controlplane::coldstart::cold_start(cp.plane(), "guest/s", "", None)
         .await
         .unwrap_err();
     assert!(matches!(

@@ -109,6 +109,7 @@ fn spec(id: &str) -> UnitSpec {
         memory_mb: 256,
         controlplane_url: "http://127.0.0.1:1".into(),
         env: Vec::new(),
+        token: whisk_vocab::ContainerToken::generate(),
     }
 }
 
@@ -412,6 +413,7 @@ async fn hello_endpoint(cp: &whisk_controlplane::ControlPlaneHandle) -> (pb::End
             action_fqn: "guest/hello".into(),
             deadline_unix_ms: now_ms() + 30_000,
             router_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -754,6 +756,7 @@ async fn an_exceeded_quota_is_a_clear_cold_start_error() {
             action_fqn: "guest/hello".into(),
             deadline_unix_ms: now_ms() + 30_000,
             router_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -808,6 +811,7 @@ async fn an_action_bigger_than_the_stem_cell_gets_its_own_pod() {
             action_fqn: "guest/big".into(),
             deadline_unix_ms: now_ms() + 30_000,
             router_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

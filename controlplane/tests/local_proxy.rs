@@ -100,6 +100,7 @@ async fn nodejs_action_from_stem_cell_end_to_end() {
             action_fqn: "guest/hello".into(),
             deadline_unix_ms: now_ms() + 30_000,
             router_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

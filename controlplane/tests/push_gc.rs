@@ -109,6 +109,7 @@ async fn slow_subscriber_gets_a_fresh_snapshot() {
             address: String::new(),
             capacity: 0,
             marked: false,
+            ..Default::default()
         });
         hub.publish(d);
         hub.flush();
@@ -251,7 +252,7 @@ async fn activity_keeps_containers_and_package_updates_retire_them() {
         .put("/api/v1/namespaces/_/actions/p/a", nodejs_action("x"))
         .await;
     let plane = cp.plane().clone();
-    let ep = whisk_controlplane::coldstart::cold_start(&plane, "guest/p/a", None)
+    let ep = whisk_controlplane::coldstart::cold_start(&plane, "guest/p/a", "", None)
         .await
         .unwrap();
     let t0 = Instant::now();
