@@ -29,6 +29,7 @@ use crate::context::InvokeContext;
 use crate::executor::http::{HttpError, HttpExecutor};
 use crate::executor::local::{LocalError, LocalExecutor};
 use crate::executor::{Executor, InitError, InitPayload};
+use crate::gate::Gate;
 use crate::metrics::ProxyMetrics;
 use crate::params::{merge, parse_payload};
 use crate::record::Recorded;
@@ -76,6 +77,7 @@ pub struct Proxy {
     init_lock: tokio::sync::Mutex<()>,
     metrics: ProxyMetrics,
     running: Running,
+    gate: Gate,
 }
 
 impl Proxy {
@@ -111,6 +113,7 @@ impl Proxy {
             init_lock: tokio::sync::Mutex::new(()),
             metrics: ProxyMetrics::new(),
             running: Running::default(),
+            gate: Gate::new(config.token.clone()),
         });
         let weak: Weak<Proxy> = Arc::downgrade(&proxy);
         proxy.metrics.registry.on_scrape(move || {
@@ -255,12 +258,17 @@ impl Proxy {
         }
     }
 
-    /// The proxy's metrics (rendered at `/metrics`).
+    /// What a request must present before init, invoke or the activation-end wait.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
     /// The activations running here (the router waits on their end).
     pub fn running(&self) -> &Running {
         &self.running
     }
 
+    /// The proxy's metrics (rendered at `/metrics`).
     pub fn metrics(&self) -> &ProxyMetrics {
         &self.metrics
     }
@@ -365,7 +373,12 @@ impl Proxy {
             return Answer::error(503, "System not initialized.", &tid);
         };
         if ctx.action != ready.action.fqn {
-            tracing::warn!(routed = %ctx.action, serving = %ready.action.fqn, "invoke routed for another action");
+            tracing::warn!(routed = %ctx.action, serving = %ready.action.fqn, "refused an invoke for another action");
+            return Answer::error(
+                403,
+                "This container does not serve the requested action.",
+                &tid,
+            );
         }
         let value = match merge(
             &ready.action.parameters,

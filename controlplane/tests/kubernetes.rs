@@ -367,12 +367,14 @@ async fn a_pod_pending_past_the_deadline_is_deleted() {
 }
 
 /// Invoke `guest/hello` at a container as the router would (Contract 2).
-async fn invoke(address: &str, revision: u64, name: &str) -> serde_json::Value {
+async fn invoke(ep: &pb::Endpoint, revision: u64, name: &str) -> serde_json::Value {
+    let address = &ep.address;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let resp = http
         .post(format!(
             "http://{address}/api/v1/namespaces/guest/actions/hello?blocking=true"
         ))
+        .header("x-whisk-container-token", &ep.container_token)
         .header("content-type", "application/json")
         .header(
             "x-whisk-activation-id",
@@ -455,7 +457,7 @@ async fn the_control_plane_cold_starts_through_pods() {
         ep.container_id, stem_id,
         "initialised from the stem-cell pod"
     );
-    let record = invoke(&ep.address, revision, "pod").await;
+    let record = invoke(&ep, revision, "pod").await;
     assert_eq!(
         record["response"]["result"],
         json!({ "greeting": "hello pod" }),
@@ -631,7 +633,7 @@ async fn a_restarted_control_plane_adopts_its_warm_pods() {
         "the stem cell is adopted: {containers:?}"
     );
     assert_eq!(cluster.pod_names(), before, "no pod was started or deleted");
-    let record = invoke(&ep.address, revision, "again").await;
+    let record = invoke(&ep, revision, "again").await;
     assert_eq!(
         record["response"]["result"],
         json!({ "greeting": "hello again" })

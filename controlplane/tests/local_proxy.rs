@@ -122,6 +122,7 @@ async fn nodejs_action_from_stem_cell_end_to_end() {
             "http://{}/api/v1/namespaces/guest/actions/hello?blocking=true",
             ep.address
         ))
+        .header("x-whisk-container-token", &ep.container_token)
         .header("content-type", "application/json")
         .header("x-whisk-activation-id", &activation_id)
         .header("x-whisk-transaction-id", "tid-e2e")
@@ -342,7 +343,13 @@ async fn whisk_controlplane_binary_stops_its_proxies_on_sigterm() {
     }
 }
 
-async fn invoke(address: &str, fqn: &str, revision: u64, body: &str) -> (u16, serde_json::Value) {
+async fn invoke(
+    ep: &pb::Endpoint,
+    fqn: &str,
+    revision: u64,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let address = &ep.address;
     let resp = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -350,6 +357,7 @@ async fn invoke(address: &str, fqn: &str, revision: u64, body: &str) -> (u16, se
         .post(format!(
             "http://{address}/api/v1/namespaces/guest/actions/x?blocking=true"
         ))
+        .header("x-whisk-container-token", &ep.container_token)
         .header("content-type", "application/json")
         .header("x-whisk-activation-id", format!("{:032x}", rand_id()))
         .header("x-whisk-transaction-id", "tid-e2e")
@@ -403,7 +411,7 @@ async fn fresh_python_start_and_real_init_failure() {
         pb::cold_start_response::Outcome::Endpoint(e) => e,
         pb::cold_start_response::Outcome::Error(e) => panic!("cold start failed: {e:?}"),
     };
-    let (status, result) = invoke(&ep.address, "guest/add", revision, r#"{"a":2,"b":3}"#).await;
+    let (status, result) = invoke(&ep, "guest/add", revision, r#"{"a":2,"b":3}"#).await;
     assert_eq!((status, result), (200, json!({ "sum": 5 })));
 
     // Code that does not initialise: CODE_INIT_FAILED with the proxy's developer-error text,

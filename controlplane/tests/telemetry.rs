@@ -164,6 +164,7 @@ async fn binary_metrics_health_and_cold_start_trace() {
             "http://{}/api/v1/namespaces/guest/actions/hello?blocking=true",
             ep.address
         ))
+        .header("x-whisk-container-token", &ep.container_token)
         .header("x-whisk-activation-id", "0123456789abcdef0123456789abcdef")
         .header("x-whisk-transaction-id", "tid-1")
         .header("x-whisk-namespace", "guest")
