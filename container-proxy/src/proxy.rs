@@ -86,7 +86,11 @@ impl Proxy {
         config: &Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Arc<Self>, StartError> {
-        let reporter = Reporter::start(config.controlplane.clone(), config.container_id.clone());
+        let reporter = Reporter::start(
+            config.controlplane.clone(),
+            config.container_id.clone(),
+            config.token.clone(),
+        );
         let env_action = ActionSpec::from_env(&env, config.kind.as_deref())?;
         let executor: Arc<dyn Executor> = match config.executor {
             ExecutorKind::Local => {

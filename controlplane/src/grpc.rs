@@ -1,5 +1,5 @@
 //! The gRPC server (Contract 1): a thin tonic adapter over [`Plane`]. No logic lives here beyond
-//! translating requests and errors.
+//! translating requests and errors (and reading a container's bearer token from the metadata).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use whisk_proto::controlplane::v1::control_plane_server::ControlPlane;
 
 use crate::coldstart;
 use crate::convert::{cold_start_error_pb, deadline_from_unix_ms, endpoint_pb};
-use crate::plane::Plane;
+use crate::plane::{Plane, PlaneError};
 
 /// The tonic service.
 pub struct GrpcService {
@@ -114,13 +114,11 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::ReportActivationRequest>,
     ) -> Result<Response<pb::ReportActivationResponse>, Status> {
+        let token = bearer_token(&request);
         let req = request.into_inner();
         self.plane
-            .record_activation(&req.container_id, &req.activation_json)
-            .map_err(|e| match e {
-                crate::plane::PlaneError::BadRecord(m) => Status::invalid_argument(m),
-                other => Status::internal(other.to_string()),
-            })?;
+            .record_activation(&req.container_id, token.as_deref(), &req.activation_json)
+            .map_err(status_of)?;
         Ok(Response::new(pb::ReportActivationResponse {}))
     }
 
@@ -128,8 +126,27 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::ReportUnusableRequest>,
     ) -> Result<Response<pb::ReportUnusableResponse>, Status> {
+        let token = bearer_token(&request);
         let req = request.into_inner();
-        self.plane.report_unusable(&req.container_id, &req.reason);
+        self.plane
+            .report_unusable(&req.container_id, token.as_deref(), &req.reason)
+            .map_err(status_of)?;
         Ok(Response::new(pb::ReportUnusableResponse {}))
+    }
+}
+
+/// The token of the call's `authorization: Bearer <token>` metadata, if any.
+fn bearer_token<T>(request: &Request<T>) -> Option<String> {
+    let value = request.metadata().get("authorization")?.to_str().ok()?;
+    whisk_vocab::token::bearer(value).map(str::to_string)
+}
+
+/// A plane error as the caller sees it.
+fn status_of(e: PlaneError) -> Status {
+    match e {
+        PlaneError::BadRecord(m) => Status::invalid_argument(m),
+        PlaneError::Unauthenticated(m) => Status::unauthenticated(m),
+        PlaneError::PermissionDenied(m) => Status::permission_denied(m),
+        other => Status::internal(other.to_string()),
     }
 }

@@ -20,6 +20,17 @@ use crate::push::{Delta, PushHub};
 use crate::starts::StartGate;
 use crate::store::{Store, StoreError};
 
+/// The `path` annotation of a stored record: the action's `ns/[pkg/]name`.
+fn record_path(record: &Value) -> Option<&str> {
+    record
+        .get("annotations")?
+        .as_array()?
+        .iter()
+        .find(|kv| kv.get("key").and_then(Value::as_str) == Some("path"))?
+        .get("value")?
+        .as_str()
+}
+
 /// OpenWhisk's well-known guest credentials (compat §3).
 pub const GUEST_UUID: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502";
 pub const GUEST_KEY: &str = "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
@@ -31,6 +42,12 @@ pub enum PlaneError {
     Store(#[from] StoreError),
     #[error("invalid activation record: {0}")]
     BadRecord(String),
+    /// A report without the container's token (or for a container that does not exist).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A report from a container about something it does not hold.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 /// The control plane's shared state.
@@ -237,52 +254,116 @@ impl Plane {
         }
     }
 
-    /// A container cannot serve any more.
-    pub fn report_unusable(self: &Arc<Self>, container_id: &str, reason: &str) {
+    /// A container cannot serve any more. `token` is what the caller presented: a container
+    /// proxy presents its own (checked); a router presents none (accepted as before until routers
+    /// authenticate their RPCs).
+    pub fn report_unusable(
+        self: &Arc<Self>,
+        container_id: &str,
+        token: Option<&str>,
+        reason: &str,
+    ) -> Result<(), PlaneError> {
+        if let Some(presented) = token {
+            self.check_token(container_id, presented)?;
+        }
         tracing::info!(container_id, reason, "container reported unusable");
         if self.remove_container(container_id, true) {
             self.refill_stems();
         }
+        Ok(())
+    }
+
+    /// Whether `presented` is the token of container `container_id` (constant time).
+    fn check_token(&self, container_id: &str, presented: &str) -> Result<(), PlaneError> {
+        let pool = self.pool();
+        match pool.get(container_id) {
+            Some(c) if c.token.matches(presented) => Ok(()),
+            _ => Err(PlaneError::Unauthenticated(
+                "the report does not carry this container's token".into(),
+            )),
+        }
     }
 
     /// Store one finished activation record (OpenWhisk's stored form) with bounded retention.
+    ///
+    /// From a container (`container_id` set) the report must carry that container's `token`,
+    /// and the record must be of the action the container holds; it is stored under the
+    /// container's invoking namespace, whatever the record claims. Without a container it is a
+    /// record the router produced (sequences, cache hits, failures), stored under its own
+    /// namespace. Either way an activation id already stored is never overwritten: the answer is
+    /// `Ok(false)` and the first record stays.
     pub fn record_activation(
         &self,
         container_id: &str,
+        token: Option<&str>,
         activation_json: &str,
-    ) -> Result<(), PlaneError> {
-        let record: Value = serde_json::from_str(activation_json)
+    ) -> Result<bool, PlaneError> {
+        let assigned_namespace = if container_id.is_empty() {
+            None
+        } else {
+            Some(self.container_reporting(container_id, token)?)
+        };
+        let mut record: Value = serde_json::from_str(activation_json)
             .map_err(|e| PlaneError::BadRecord(e.to_string()))?;
         let id = record
             .get("activationId")
             .and_then(Value::as_str)
             .ok_or_else(|| PlaneError::BadRecord("missing activationId".into()))?
             .to_string();
-        let container_ns = {
-            let mut pool = self.pool();
-            pool.get_mut(container_id).and_then(|c| {
-                c.last_activity = Instant::now();
-                c.action
-                    .as_ref()
-                    .map(|a| a.fqn.split('/').next().unwrap_or_default().to_string())
-            })
+        let namespace = match assigned_namespace {
+            Some((namespace, fqn)) => {
+                if record_path(&record) != Some(fqn.as_str()) {
+                    return Err(PlaneError::PermissionDenied(format!(
+                        "container {container_id} does not hold the action of this record"
+                    )));
+                }
+                if let Some(obj) = record.as_object_mut() {
+                    obj.insert("namespace".into(), Value::String(namespace.clone()));
+                }
+                namespace
+            }
+            None => record
+                .get("namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| PlaneError::BadRecord("missing namespace".into()))?,
         };
-        let namespace = record
-            .get("namespace")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or(container_ns)
-            .ok_or_else(|| PlaneError::BadRecord("missing namespace".into()))?;
         let start = record.get("start").and_then(Value::as_i64).unwrap_or(0);
-        self.store.put_activation(
+        let stored = self.store.put_activation(
             &namespace,
             &id,
             start,
             &record,
             self.config.activations_per_namespace,
         )?;
-        self.metrics.activations_recorded.inc();
-        Ok(())
+        if stored {
+            self.metrics.activations_recorded.inc();
+        } else {
+            tracing::info!(activation_id = %id, "activation already recorded; the repeat is ignored");
+        }
+        Ok(stored)
+    }
+
+    /// The (invoking namespace, action) of a container whose token `token` is, counting the
+    /// report as activity.
+    fn container_reporting(
+        &self,
+        container_id: &str,
+        token: Option<&str>,
+    ) -> Result<(String, String), PlaneError> {
+        let presented = token.ok_or_else(|| {
+            PlaneError::Unauthenticated("a container's report must carry its token".into())
+        })?;
+        self.check_token(container_id, presented)?;
+        let mut pool = self.pool();
+        let c = pool
+            .get_mut(container_id)
+            .ok_or_else(|| PlaneError::Unauthenticated("the container is gone".into()))?;
+        c.last_activity = Instant::now();
+        let a = c.action.as_ref().ok_or_else(|| {
+            PlaneError::PermissionDenied(format!("container {container_id} holds no action"))
+        })?;
+        Ok((a.namespace.clone(), a.fqn.clone()))
     }
 
     /// Handle what the backend reports on its own (units that died).
