@@ -165,6 +165,17 @@ async fn nodejs_action_from_stem_cell_end_to_end() {
         json!({ "greeting": "hello world" })
     );
     assert!(stored["response"].get("statusCode").is_none());
+    // The container token is in no record and no log (the proxy's, under logs/).
+    assert!(!stored.to_string().contains(&ep.container_token));
+    for entry in std::fs::read_dir(dir.path().join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !text.contains(&ep.container_token),
+            "the token is in {}",
+            path.display()
+        );
+    }
 
     // The stem pool is refilled; a proxy that exits on its own is detected and removed.
     wait_for("the stem pool to refill", Duration::from_secs(30), || {
