@@ -2,6 +2,8 @@
 // action never share its process state, and each namespace reuses its own warm container.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import openwhisk from 'openwhisk';
 import { startStack, eventually, GUEST_KEY } from './stack.mjs';
 
@@ -50,4 +52,53 @@ test('two namespaces invoking one public action get their own containers', async
     return list.length === 2 && list;
   });
   assert.ok(mine.every((a) => a.namespace === 'alice'), JSON.stringify(mine));
+});
+
+test('a container called directly, beside Envoy, runs nothing', async () => {
+  await guest.actions.create({ name: 'direct', action: COUNTER });
+  const first = await guest.actions.invoke({ name: 'direct', blocking: true, result: true });
+  assert.equal(first.count, 1);
+  // Where the router sent it (Envoy's access log names the container proxy of an invoke).
+  const log = join(stack.dataDir, 'logs', 'envoy-access.log');
+  const upstream = await eventually('the access log line', () => {
+    const lines = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : [];
+    const hit = lines.map((l) => JSON.parse(l)).find((l) => l.method === 'POST' && l.activation_id && l.path?.includes('/actions/direct'));
+    return hit?.upstream;
+  });
+  const now = Date.now();
+  const context = {
+    'x-whisk-activation-id': '0123456789abcdef0123456789abcdef',
+    'x-whisk-transaction-id': 'forged',
+    'x-whisk-namespace': 'guest',
+    'x-whisk-subject': 'guest',
+    'x-whisk-action': 'guest/direct',
+    'x-whisk-action-revision': '1',
+    'x-whisk-blocking': 'true',
+    'x-whisk-result': 'true',
+    'x-whisk-deadline': String(now + 10_000),
+    'x-whisk-received-at': String(now),
+    'content-type': 'application/json',
+  };
+  for (const token of [undefined, 'f'.repeat(64)]) {
+    const headers = token ? { ...context, 'x-whisk-container-token': token } : context;
+    const r = await fetch(`http://${upstream}/api/v1/namespaces/guest/actions/direct?blocking=true`, {
+      method: 'POST',
+      headers,
+      body: '{}',
+    });
+    assert.equal(r.status, 403, `token ${token}`);
+  }
+  // A client sending the header through Envoy does not get it to the container either: the router
+  // sets the real one, and the invoke runs normally (in the same warm container).
+  const r = await fetch(`${stack.apihost}/api/v1/namespaces/_/actions/direct?blocking=true&result=true`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(GUEST_KEY).toString('base64')}`,
+      'content-type': 'application/json',
+      'x-whisk-container-token': 'f'.repeat(64),
+    },
+    body: '{}',
+  });
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).count, 2, 'the direct calls ran nothing');
 });
