@@ -46,4 +46,8 @@ pub struct Config {
     /// Logs and traces (`--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`).
     #[command(flatten)]
     pub telemetry: whisk_telemetry::TelemetryArgs,
+    /// The container's secret (never a flag, which `ps` would show): `main` takes it from the
+    /// environment (`WHISK_CONTAINER_TOKEN`) and removes it from there before anything starts.
+    #[arg(skip)]
+    pub token: whisk_vocab::ContainerToken,
 }

@@ -14,6 +14,7 @@ pub mod code;
 pub mod config;
 pub mod context;
 pub mod executor;
+pub mod gate;
 pub mod launchers;
 pub mod logs;
 pub mod metrics;

@@ -31,9 +31,61 @@ async fn stop_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+/// Takes the container token out of the environment. Called first thing in `main`, while the
+/// process has a single thread, so that nothing started later (the action's processes, whose
+/// environment is cleared anyway) can inherit or read it. The value is also blanked where the
+/// kernel shows it (`/proc/<pid>/environ` reads the memory the process started with, which
+/// removing a variable does not touch).
+fn take_token() -> whisk_vocab::ContainerToken {
+    let name = whisk_vocab::token::CONTAINER_TOKEN_ENV;
+    let token = std::env::var(name)
+        .ok()
+        .and_then(|t| whisk_vocab::ContainerToken::from_wire(&t))
+        .unwrap_or_default();
+    // SAFETY: no other thread exists yet (the async runtime is built after this).
+    unsafe {
+        blank_initial_env_value(name);
+        std::env::remove_var(name);
+    }
+    token
+}
+
+/// Overwrites the value of `name=` in the process's environment block with `0`s, in place.
+///
+/// # Safety
+/// Only while no other thread reads or writes the environment.
+unsafe fn blank_initial_env_value(name: &str) {
+    unsafe extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    let prefix = format!("{name}=");
+    // SAFETY: `environ` is a null-terminated array of NUL-terminated strings owned by the
+    // process; each byte overwritten lies before its string's NUL.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+            if text.starts_with(prefix.as_bytes()) {
+                let value_len = text.len() - prefix.len();
+                std::ptr::write_bytes((*entry).add(prefix.len()), b'0', value_len);
+            }
+            entry = entry.add(1);
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let token = take_token();
+    let mut config = Config::parse();
+    config.token = token;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     let telemetry = whisk_telemetry::init_tracing(
         "whisk-container-proxy",
         config.telemetry.log_json,

@@ -30,6 +30,7 @@ use crate::executor::http::{HttpError, HttpExecutor};
 use crate::executor::local::{LocalError, LocalExecutor};
 use crate::executor::user::ActionUser;
 use crate::executor::{Executor, InitError, InitPayload};
+use crate::gate::Gate;
 use crate::metrics::ProxyMetrics;
 use crate::params::{merge, parse_payload};
 use crate::record::Recorded;
@@ -77,6 +78,7 @@ pub struct Proxy {
     init_lock: tokio::sync::Mutex<()>,
     metrics: ProxyMetrics,
     running: Running,
+    gate: Gate,
 }
 
 impl Proxy {
@@ -85,7 +87,11 @@ impl Proxy {
         config: &Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Arc<Self>, StartError> {
-        let reporter = Reporter::start(config.controlplane.clone(), config.container_id.clone());
+        let reporter = Reporter::start(
+            config.controlplane.clone(),
+            config.container_id.clone(),
+            config.token.clone(),
+        );
         let env_action = ActionSpec::from_env(&env, config.kind.as_deref())?;
         let executor: Arc<dyn Executor> = match config.executor {
             ExecutorKind::Local => {
@@ -117,6 +123,7 @@ impl Proxy {
             init_lock: tokio::sync::Mutex::new(()),
             metrics: ProxyMetrics::new(),
             running: Running::default(),
+            gate: Gate::new(config.token.clone()),
         });
         let weak: Weak<Proxy> = Arc::downgrade(&proxy);
         proxy.metrics.registry.on_scrape(move || {
@@ -261,12 +268,17 @@ impl Proxy {
         }
     }
 
-    /// The proxy's metrics (rendered at `/metrics`).
+    /// What a request must present before init, invoke or the activation-end wait.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
     /// The activations running here (the router waits on their end).
     pub fn running(&self) -> &Running {
         &self.running
     }
 
+    /// The proxy's metrics (rendered at `/metrics`).
     pub fn metrics(&self) -> &ProxyMetrics {
         &self.metrics
     }
@@ -371,7 +383,12 @@ impl Proxy {
             return Answer::error(503, "System not initialized.", &tid);
         };
         if ctx.action != ready.action.fqn {
-            tracing::warn!(routed = %ctx.action, serving = %ready.action.fqn, "invoke routed for another action");
+            tracing::warn!(routed = %ctx.action, serving = %ready.action.fqn, "refused an invoke for another action");
+            return Answer::error(
+                403,
+                "This container does not serve the requested action.",
+                &tid,
+            );
         }
         let value = match merge(
             &ready.action.parameters,

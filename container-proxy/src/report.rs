@@ -7,6 +7,10 @@
 //! is full the report is **dropped**: a warning names the activation id (never the record, which
 //! may hold results) and [`Reporter::dropped`] counts it. Without a control plane URL records are
 //! only logged (id and status).
+//!
+//! Every report carries the container's token (`authorization: Bearer <token>` metadata): the
+//! control plane stores only what the container it started reports. A report the control plane
+//! refuses (bad record, wrong token, not this container's action) is not retried.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +20,7 @@ use tokio::sync::mpsc;
 use whisk_proto::controlplane::v1::{
     ReportActivationRequest, ReportUnusableRequest, control_plane_client::ControlPlaneClient,
 };
+use whisk_vocab::ContainerToken;
 
 /// Capacity of the report buffer.
 pub const BUFFER: usize = 1024;
@@ -37,20 +42,26 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Starts the background task. `controlplane` = gRPC URL, or `None` to only log.
-    pub fn start(controlplane: Option<String>, container_id: String) -> Self {
-        Self::with_capacity(controlplane, container_id, BUFFER)
+    /// Starts the background task. `controlplane` = gRPC URL, or `None` to only log; `token`
+    /// authenticates the reports.
+    pub fn start(
+        controlplane: Option<String>,
+        container_id: String,
+        token: ContainerToken,
+    ) -> Self {
+        Self::with_capacity(controlplane, container_id, token, BUFFER)
     }
 
     /// Same with an explicit buffer size.
     pub fn with_capacity(
         controlplane: Option<String>,
         container_id: String,
+        token: ContainerToken,
         capacity: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let container_id: Arc<str> = container_id.into();
-        tokio::spawn(drain(rx, controlplane, container_id.clone()));
+        tokio::spawn(drain(rx, controlplane, container_id.clone(), token));
         Reporter {
             tx,
             container_id,
@@ -90,7 +101,21 @@ impl Reporter {
     }
 }
 
-async fn drain(mut rx: mpsc::Receiver<Report>, url: Option<String>, container_id: Arc<str>) {
+/// A request with the container's token as bearer metadata.
+fn authenticated<T>(message: T, token: &ContainerToken) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = format!("Bearer {}", token.expose()).parse() {
+        request.metadata_mut().insert("authorization", v);
+    }
+    request
+}
+
+async fn drain(
+    mut rx: mpsc::Receiver<Report>,
+    url: Option<String>,
+    container_id: Arc<str>,
+    token: ContainerToken,
+) {
     let Some(url) = url else {
         while let Some(report) = rx.recv().await {
             match report {
@@ -122,23 +147,36 @@ async fn drain(mut rx: mpsc::Receiver<Report>, url: Option<String>, container_id
             let Some(c) = client.as_mut() else { continue };
             let result = match &report {
                 Report::Activation { json, .. } => c
-                    .report_activation(ReportActivationRequest {
-                        container_id: container_id.to_string(),
-                        activation_json: json.clone(),
-                    })
+                    .report_activation(authenticated(
+                        ReportActivationRequest {
+                            container_id: container_id.to_string(),
+                            activation_json: json.clone(),
+                        },
+                        &token,
+                    ))
                     .await
                     .map(|_| ()),
                 Report::Unusable { reason } => c
-                    .report_unusable(ReportUnusableRequest {
-                        container_id: container_id.to_string(),
-                        reason: reason.clone(),
-                    })
+                    .report_unusable(authenticated(
+                        ReportUnusableRequest {
+                            container_id: container_id.to_string(),
+                            reason: reason.clone(),
+                        },
+                        &token,
+                    ))
                     .await
                     .map(|_| ()),
             };
             match result {
                 Ok(()) => break,
-                Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::InvalidArgument
+                            | tonic::Code::Unauthenticated
+                            | tonic::Code::PermissionDenied
+                    ) =>
+                {
                     tracing::warn!(%status, "control plane refused a report; not retrying");
                     break;
                 }
@@ -160,7 +198,12 @@ mod tests {
     #[tokio::test]
     async fn a_full_buffer_drops_and_counts() {
         // Nothing listens on port 9 of loopback: the drain task keeps retrying its first report.
-        let reporter = Reporter::with_capacity(Some("http://127.0.0.1:9".into()), "c".into(), 1);
+        let reporter = Reporter::with_capacity(
+            Some("http://127.0.0.1:9".into()),
+            "c".into(),
+            ContainerToken::generate(),
+            1,
+        );
         for i in 0..5 {
             reporter.activation(&format!("{i:032x}"), "{}".into());
         }

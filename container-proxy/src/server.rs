@@ -3,7 +3,8 @@
 //! waiting for), `/metrics`,
 //! `/healthz`, `/readyz` and every other
 //! `POST` (an invoke) to [`Proxy`], and writes its [`Answer`]s with `content-type:
-//! application/json`.
+//! application/json`. Init, invokes and the activation-end wait pass the proxy's
+//! [`crate::gate::Gate`] first (the container token); health, readiness and metrics stay open.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,11 +52,21 @@ async fn read_body(req: Request) -> Result<(axum::http::request::Parts, Vec<u8>)
     }
 }
 
+/// The container token a request presents (what [`crate::gate::Gate::admit`] checks).
+fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(whisk_vocab::token::CONTAINER_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+}
+
 async fn health(State(proxy): State<Arc<Proxy>>) -> Response {
     respond(Answer::json(200, proxy.health()))
 }
 
 async fn init(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
+    if let Err(refused) = proxy.gate().admit(presented(req.headers())) {
+        return respond(refused);
+    }
     match read_body(req).await {
         Ok((_, body)) => respond(proxy.init(&body).await),
         Err(resp) => resp,
@@ -74,6 +85,9 @@ async fn other(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
             405,
             json!({"error": "HTTP method not allowed, supported methods: POST"}),
         ));
+    }
+    if let Err(refused) = proxy.gate().admit(presented(req.headers())) {
+        return respond(refused);
     }
     let (parts, body) = match read_body(req).await {
         Ok(x) => x,
@@ -98,12 +112,16 @@ async fn activation_end(
     State(proxy): State<Arc<Proxy>>,
     axum::extract::Path(id): axum::extract::Path<String>,
     axum::extract::Query(q): axum::extract::Query<EndQuery>,
-) -> StatusCode {
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(refused) = proxy.gate().admit(presented(&headers)) {
+        return respond(refused);
+    }
     let bound = std::time::Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_END_WAIT);
     if proxy.running().wait_end(&id, bound).await {
-        StatusCode::NO_CONTENT
+        StatusCode::NO_CONTENT.into_response()
     } else {
-        StatusCode::ACCEPTED
+        StatusCode::ACCEPTED.into_response()
     }
 }
 

@@ -115,8 +115,16 @@ async fn the_end_of_an_activation_can_be_awaited() {
     let http = reqwest::Client::new();
     let end = |id: &str, wait_ms: u64| {
         http.get(proxy.url(&format!("/_whisk/activations/{id}/end?wait_ms={wait_ms}")))
+            .header("x-whisk-container-token", TOKEN)
             .send()
     };
+    // Only a router (which holds the container's token) may wait here.
+    let anonymous = http
+        .get(proxy.url("/_whisk/activations/0123456789abcdef0123456789abcdef/end"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 403);
     // Never ran here: ended.
     assert_eq!(
         end("0123456789abcdef0123456789abcdef", 0)

@@ -1,7 +1,11 @@
 //! Cold starts (`ColdStart`): give a router a ready container for an action revision. A warm stem
 //! cell of the action's kind is initialised when there is one, otherwise a fresh unit is started.
-//! Concurrent requests for the same revision share one start; starts are bounded; each caller's
-//! deadline is honoured without cancelling the start others may still want.
+//! Concurrent requests for the same revision and invoking namespace share one start; starts are
+//! bounded; each caller's deadline is honoured without cancelling the start others may still want.
+//!
+//! A container serves one invoking namespace (the router's authenticated caller): the owner's
+//! for its own actions, the caller's for a public action of another namespace, so callers never
+//! share a container's process state. A stem cell gets its namespace when it is specialised.
 //!
 //! Each actual start runs in a `cold_start` span (child of the first caller's span, so of the
 //! router's trace when its request carried a `traceparent`) and is counted in the metrics with
@@ -21,14 +25,17 @@ use crate::model::{ActionDoc, KeyValue};
 use crate::plane::Plane;
 use crate::pool::{Assigned, Container, Endpoint, State, new_container_id};
 use crate::starts::{ColdStartError, outcome_label};
+use whisk_vocab::ContainerToken;
 
 const CAPACITY_RETRY_MS: u32 = 1000;
 
-/// Return a ready endpoint for `fqn` (`ns/[pkg/]name`) from `plane`, or why not. `deadline`
-/// bounds this caller's wait only.
+/// Return a ready endpoint for `fqn` (`ns/[pkg/]name`) serving `invoking_namespace` (empty =
+/// the action's own namespace) from `plane`, or why not. `deadline` bounds this caller's wait
+/// only.
 pub async fn cold_start(
     plane: &Arc<Plane>,
     fqn: &str,
+    invoking_namespace: &str,
     deadline: Option<Instant>,
 ) -> Result<Endpoint, ColdStartError> {
     if deadline.is_some_and(|d| d <= Instant::now()) {
@@ -52,7 +59,21 @@ pub async fn cold_start(
         plane.metrics.cold_start_finished(err.label(), "none", None);
         return Err(err);
     }
-    let key = format!("{fqn}#{}", action.revision);
+    let invoker = if invoking_namespace.is_empty() {
+        action.namespace.clone()
+    } else {
+        invoking_namespace.to_string()
+    };
+    // Only the owner, or anybody for a public action: never a container for a namespace that
+    // could not invoke it.
+    if invoker != action.namespace && !plane.is_public(&action) {
+        let err = ColdStartError::UnknownAction(format!(
+            "The requested resource '{fqn}' does not exist."
+        ));
+        plane.metrics.cold_start_finished(err.label(), "none", None);
+        return Err(err);
+    }
+    let key = format!("{fqn}#{}#{invoker}", action.revision);
     let shared = plane.starts.join_or_begin(&key, || {
         let task_plane = plane.clone();
         let task_key = key.clone();
@@ -60,6 +81,7 @@ pub async fn cold_start(
             "cold_start",
             faas.name = %fqn,
             faas.version = %action.version,
+            whisk.invoking_namespace = %invoker,
             faas.coldstart = true,
             whisk.action_revision = action.revision,
             whisk.kind = %action.exec.kind,
@@ -69,7 +91,7 @@ pub async fn cold_start(
         );
         let handle = tokio::spawn(
             async move {
-                let result = start_for(task_plane.clone(), action).await;
+                let result = start_for(task_plane.clone(), action, invoker).await;
                 task_plane.starts.finished(&task_key);
                 result
             }
@@ -133,10 +155,14 @@ fn reserve(plane: &Plane, c: Container, replacing_mb: u32) -> Result<(), ColdSta
 
 /// One start, measured: counted by outcome and source, timed when it succeeds, and its
 /// outcome recorded on the current (`cold_start`) span.
-async fn start_for(plane: Arc<Plane>, action: ActionDoc) -> Result<Endpoint, ColdStartError> {
+async fn start_for(
+    plane: Arc<Plane>,
+    action: ActionDoc,
+    invoker: String,
+) -> Result<Endpoint, ColdStartError> {
     let began = Instant::now();
     let mut source = "none";
-    let result = start_for_inner(plane.clone(), action, &mut source).await;
+    let result = start_for_inner(plane.clone(), action, invoker, &mut source).await;
     let took = began.elapsed();
     let outcome = outcome_label(&result);
     plane
@@ -163,6 +189,7 @@ async fn start_for(plane: Arc<Plane>, action: ActionDoc) -> Result<Endpoint, Col
 async fn start_for_inner(
     plane: Arc<Plane>,
     action: ActionDoc,
+    invoker: String,
     source: &mut &'static str,
 ) -> Result<Endpoint, ColdStartError> {
     let _permit = plane
@@ -175,6 +202,7 @@ async fn start_for_inner(
         fqn: fqn.clone(),
         revision: action.revision,
         capacity: action.limits.concurrency.max(1),
+        namespace: invoker.clone(),
     };
     let memory = action.limits.memory;
 
@@ -191,7 +219,7 @@ async fn start_for_inner(
             .pool()
             .take_stem_of_at_least(&action.exec.kind, needed)
     };
-    let (id, address) = match stem {
+    let (id, address, token) = match stem {
         Some(stem) => {
             *source = "stem_cell";
             let mut c = stem.clone();
@@ -209,11 +237,16 @@ async fn start_for_inner(
                 return Err(e);
             }
             plane.refill_stems();
-            (stem.id.clone(), stem.address.clone().unwrap_or_default())
+            (
+                stem.id.clone(),
+                stem.address.clone().unwrap_or_default(),
+                stem.token.clone(),
+            )
         }
         None => {
             *source = "new_container";
             let id = new_container_id();
+            let token = ContainerToken::generate();
             reserve(
                 &plane,
                 Container {
@@ -224,6 +257,7 @@ async fn start_for_inner(
                     memory_mb: memory,
                     state: State::Starting,
                     last_activity: Instant::now(),
+                    token: token.clone(),
                 },
                 0,
             )?;
@@ -234,13 +268,14 @@ async fn start_for_inner(
                 controlplane_url: plane.controlplane_url(),
                 env: Vec::new(),
                 image,
+                token: token.clone(),
             };
             match plane.backend.start(spec).await {
                 Ok(unit) => {
                     if let Some(c) = plane.pool().get_mut(&id) {
                         c.address = Some(unit.address.clone());
                     }
-                    (id, unit.address)
+                    (id, unit.address, token)
                 }
                 Err(e) => {
                     plane.pool().remove(&id);
@@ -250,9 +285,13 @@ async fn start_for_inner(
         }
     };
 
-    let payload = init_payload(&plane, &action);
+    let payload = init_payload(&plane, &action, &invoker);
     let timeout = Duration::from_millis(action.limits.timeout as u64) + Duration::from_secs(5);
-    if let Err(e) = plane.backend.init(address.clone(), payload, timeout).await {
+    if let Err(e) = plane
+        .backend
+        .init(address.clone(), token, payload, timeout)
+        .await
+    {
         plane.remove_container(&id, true);
         return Err(match e {
             InitError::Developer(text) => ColdStartError::InitFailed(text),
@@ -291,7 +330,6 @@ async fn start_for_inner(
     }
 }
 
-/// Contract 3's init body: the action (package parameters merged under its own) and env.
 /// The image a blackbox action brings, unless it is the skeleton (which any unit of the kind
 /// runs).
 fn own_image(action: &ActionDoc) -> Option<String> {
@@ -301,7 +339,9 @@ fn own_image(action: &ActionDoc) -> Option<String> {
         .filter(|i| !crate::backend::is_skeleton(i))
 }
 
-fn init_payload(plane: &Plane, a: &ActionDoc) -> Value {
+/// Contract 3's init body: the action (package parameters merged under its own), env, and the
+/// namespace the container serves (backends record it to adopt the unit after a restart).
+fn init_payload(plane: &Plane, a: &ActionDoc, invoker: &str) -> Value {
     let mut parameters: Vec<KeyValue> = Vec::new();
     if let Some(pkg) = &a.package
         && let Ok(Some(p)) = plane.store.get_package(&format!("{}/{pkg}", a.namespace))
@@ -331,5 +371,6 @@ fn init_payload(plane: &Plane, a: &ActionDoc) -> Value {
             "limits": a.limits,
         },
         "env": { "__OW_API_HOST": plane.config.api_host },
+        "invoking_namespace": invoker,
     })
 }

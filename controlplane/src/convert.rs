@@ -76,6 +76,8 @@ pub fn endpoint_pb(e: &Endpoint) -> pb::Endpoint {
         address: e.address.clone(),
         capacity: e.capacity,
         state: state as i32,
+        invoking_namespace: e.invoking_namespace.clone(),
+        container_token: e.token.expose().to_string(),
     }
 }
 
@@ -125,12 +127,16 @@ mod tests {
             address: "127.0.0.1:1".into(),
             capacity: 2,
             marked: false,
+            invoking_namespace: "other".into(),
+            token: whisk_vocab::ContainerToken::generate(),
         };
         assert_eq!(endpoint_pb(&e).state, pb::EndpointState::Ready as i32);
         e.marked = true;
         let wire = endpoint_pb(&e);
         assert_eq!(wire.state, pb::EndpointState::MarkedForRemoval as i32);
         assert_eq!((wire.action_revision, wire.capacity), (3, 2));
+        assert_eq!(wire.invoking_namespace, "other");
+        assert_eq!(wire.container_token, e.token.expose());
         let err = cold_start_error_pb(ColdStartError::CapacityExhausted {
             message: "full".into(),
             retry_after_ms: 1000,

@@ -1,6 +1,7 @@
 //! The gRPC server (Contract 1): a thin tonic adapter over [`Plane`]. No logic lives here beyond
 //! translating requests and errors, and admitting callers: the router calls (`Subscribe`,
-//! `ColdStart`, `Acknowledge`, `ReportTraffic`) need the router token ([`Credentials::router`]).
+//! `ColdStart`, `Acknowledge`, `ReportTraffic`) need the router token ([`Credentials::router`]);
+//! a container's reports carry its own bearer token, read from the metadata here.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use whisk_proto::controlplane::v1::control_plane_server::ControlPlane;
 use crate::coldstart;
 use crate::convert::{cold_start_error_pb, deadline_from_unix_ms, endpoint_pb};
 use crate::credentials::Credentials;
-use crate::plane::Plane;
+use crate::plane::{Plane, PlaneError};
 
 /// The tonic service.
 pub struct GrpcService {
@@ -91,9 +92,14 @@ impl ControlPlane for GrpcService {
             faas.name = %req.action_fqn,
         );
         whisk_telemetry::set_parent_from_traceparent(&span, traceparent.as_deref(), None);
-        let outcome = match coldstart::cold_start(&self.plane, &req.action_fqn, deadline)
-            .instrument(span)
-            .await
+        let outcome = match coldstart::cold_start(
+            &self.plane,
+            &req.action_fqn,
+            &req.invoking_namespace,
+            deadline,
+        )
+        .instrument(span)
+        .await
         {
             Ok(ep) => pb::cold_start_response::Outcome::Endpoint(endpoint_pb(&ep)),
             Err(e) => pb::cold_start_response::Outcome::Error(cold_start_error_pb(e)),
@@ -116,13 +122,19 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::ReportActivationRequest>,
     ) -> Result<Response<pb::ReportActivationResponse>, Status> {
+        let token = bearer_token(&request);
+        let from_router = self.credentials.router(request.metadata()).is_ok();
         let req = request.into_inner();
+        // A record of no container (sequences, cache hits, failures the router answered) can
+        // only come from a router; a container's record only with that container's token.
+        if req.container_id.is_empty() && !from_router {
+            return Err(Status::unauthenticated(
+                "a record of no container must carry the router token",
+            ));
+        }
         self.plane
-            .record_activation(&req.container_id, &req.activation_json)
-            .map_err(|e| match e {
-                crate::plane::PlaneError::BadRecord(m) => Status::invalid_argument(m),
-                other => Status::internal(other.to_string()),
-            })?;
+            .record_activation(&req.container_id, token.as_deref(), &req.activation_json)
+            .map_err(status_of)?;
         Ok(Response::new(pb::ReportActivationResponse {}))
     }
 
@@ -130,8 +142,35 @@ impl ControlPlane for GrpcService {
         &self,
         request: Request<pb::ReportUnusableRequest>,
     ) -> Result<Response<pb::ReportUnusableResponse>, Status> {
+        // A router may report any container (connection failures); a proxy only its own.
+        let from_router = self.credentials.router(request.metadata()).is_ok();
+        let token = bearer_token(&request);
+        if !from_router && token.is_none() {
+            return Err(Status::unauthenticated(
+                "a report must carry the router token or the container's token",
+            ));
+        }
         let req = request.into_inner();
-        self.plane.report_unusable(&req.container_id, &req.reason);
+        let token = if from_router { None } else { token };
+        self.plane
+            .report_unusable(&req.container_id, token.as_deref(), &req.reason)
+            .map_err(status_of)?;
         Ok(Response::new(pb::ReportUnusableResponse {}))
+    }
+}
+
+/// The token of the call's `authorization: Bearer <token>` metadata, if any.
+fn bearer_token<T>(request: &Request<T>) -> Option<String> {
+    let value = request.metadata().get("authorization")?.to_str().ok()?;
+    whisk_vocab::token::bearer(value).map(str::to_string)
+}
+
+/// A plane error as the caller sees it.
+fn status_of(e: PlaneError) -> Status {
+    match e {
+        PlaneError::BadRecord(m) => Status::invalid_argument(m),
+        PlaneError::Unauthenticated(m) => Status::unauthenticated(m),
+        PlaneError::PermissionDenied(m) => Status::permission_denied(m),
+        other => Status::internal(other.to_string()),
     }
 }

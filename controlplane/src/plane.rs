@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 use serde_json::Value;
+use whisk_vocab::ContainerToken;
 
 use crate::backend::{Backend, BackendEvent, UnitSpec};
 use crate::config::Config;
@@ -18,6 +19,17 @@ use crate::pool::{Assigned, Container, Pool, State, new_container_id};
 use crate::push::{Delta, PushHub};
 use crate::starts::StartGate;
 use crate::store::{Store, StoreError};
+
+/// The `path` annotation of a stored record: the action's `ns/[pkg/]name`.
+fn record_path(record: &Value) -> Option<&str> {
+    record
+        .get("annotations")?
+        .as_array()?
+        .iter()
+        .find(|kv| kv.get("key").and_then(Value::as_str) == Some("path"))?
+        .get("value")?
+        .as_str()
+}
 
 /// OpenWhisk's well-known guest credentials (compat §3).
 pub const GUEST_UUID: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502";
@@ -30,6 +42,12 @@ pub enum PlaneError {
     Store(#[from] StoreError),
     #[error("invalid activation record: {0}")]
     BadRecord(String),
+    /// A report without the container's token (or for a container that does not exist).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A report from a container about something it does not hold.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 /// The control plane's shared state.
@@ -118,7 +136,8 @@ impl Plane {
 
     // ---- entity changes -------------------------------------------------------------------
 
-    fn is_public(&self, a: &ActionDoc) -> bool {
+    /// Whether the action sits in a published package (any namespace may invoke it).
+    pub(crate) fn is_public(&self, a: &ActionDoc) -> bool {
         let Some(pkg) = &a.package else { return false };
         matches!(self.store.get_package(&format!("{}/{pkg}", a.namespace)), Ok(Some(p)) if p.publish)
     }
@@ -235,52 +254,116 @@ impl Plane {
         }
     }
 
-    /// A container cannot serve any more.
-    pub fn report_unusable(self: &Arc<Self>, container_id: &str, reason: &str) {
+    /// A container cannot serve any more. `token` is what a container proxy presented (checked:
+    /// only its own container); `None` when a router, already authenticated by its own token at
+    /// the gRPC edge, reports a container it could not reach.
+    pub fn report_unusable(
+        self: &Arc<Self>,
+        container_id: &str,
+        token: Option<&str>,
+        reason: &str,
+    ) -> Result<(), PlaneError> {
+        if let Some(presented) = token {
+            self.check_token(container_id, presented)?;
+        }
         tracing::info!(container_id, reason, "container reported unusable");
         if self.remove_container(container_id, true) {
             self.refill_stems();
         }
+        Ok(())
+    }
+
+    /// Whether `presented` is the token of container `container_id` (constant time).
+    fn check_token(&self, container_id: &str, presented: &str) -> Result<(), PlaneError> {
+        let pool = self.pool();
+        match pool.get(container_id) {
+            Some(c) if c.token.matches(presented) => Ok(()),
+            _ => Err(PlaneError::Unauthenticated(
+                "the report does not carry this container's token".into(),
+            )),
+        }
     }
 
     /// Store one finished activation record (OpenWhisk's stored form) with bounded retention.
+    ///
+    /// From a container (`container_id` set) the report must carry that container's `token`,
+    /// and the record must be of the action the container holds; it is stored under the
+    /// container's invoking namespace, whatever the record claims. Without a container it is a
+    /// record the router produced (sequences, cache hits, failures), stored under its own
+    /// namespace. Either way an activation id already stored is never overwritten: the answer is
+    /// `Ok(false)` and the first record stays.
     pub fn record_activation(
         &self,
         container_id: &str,
+        token: Option<&str>,
         activation_json: &str,
-    ) -> Result<(), PlaneError> {
-        let record: Value = serde_json::from_str(activation_json)
+    ) -> Result<bool, PlaneError> {
+        let assigned_namespace = if container_id.is_empty() {
+            None
+        } else {
+            Some(self.container_reporting(container_id, token)?)
+        };
+        let mut record: Value = serde_json::from_str(activation_json)
             .map_err(|e| PlaneError::BadRecord(e.to_string()))?;
         let id = record
             .get("activationId")
             .and_then(Value::as_str)
             .ok_or_else(|| PlaneError::BadRecord("missing activationId".into()))?
             .to_string();
-        let container_ns = {
-            let mut pool = self.pool();
-            pool.get_mut(container_id).and_then(|c| {
-                c.last_activity = Instant::now();
-                c.action
-                    .as_ref()
-                    .map(|a| a.fqn.split('/').next().unwrap_or_default().to_string())
-            })
+        let namespace = match assigned_namespace {
+            Some((namespace, fqn)) => {
+                if record_path(&record) != Some(fqn.as_str()) {
+                    return Err(PlaneError::PermissionDenied(format!(
+                        "container {container_id} does not hold the action of this record"
+                    )));
+                }
+                if let Some(obj) = record.as_object_mut() {
+                    obj.insert("namespace".into(), Value::String(namespace.clone()));
+                }
+                namespace
+            }
+            None => record
+                .get("namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| PlaneError::BadRecord("missing namespace".into()))?,
         };
-        let namespace = record
-            .get("namespace")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or(container_ns)
-            .ok_or_else(|| PlaneError::BadRecord("missing namespace".into()))?;
         let start = record.get("start").and_then(Value::as_i64).unwrap_or(0);
-        self.store.put_activation(
+        let stored = self.store.put_activation(
             &namespace,
             &id,
             start,
             &record,
             self.config.activations_per_namespace,
         )?;
-        self.metrics.activations_recorded.inc();
-        Ok(())
+        if stored {
+            self.metrics.activations_recorded.inc();
+        } else {
+            tracing::info!(activation_id = %id, "activation already recorded; the repeat is ignored");
+        }
+        Ok(stored)
+    }
+
+    /// The (invoking namespace, action) of a container whose token `token` is, counting the
+    /// report as activity.
+    fn container_reporting(
+        &self,
+        container_id: &str,
+        token: Option<&str>,
+    ) -> Result<(String, String), PlaneError> {
+        let presented = token.ok_or_else(|| {
+            PlaneError::Unauthenticated("a container's report must carry its token".into())
+        })?;
+        self.check_token(container_id, presented)?;
+        let mut pool = self.pool();
+        let c = pool
+            .get_mut(container_id)
+            .ok_or_else(|| PlaneError::Unauthenticated("the container is gone".into()))?;
+        c.last_activity = Instant::now();
+        let a = c.action.as_ref().ok_or_else(|| {
+            PlaneError::PermissionDenied(format!("container {container_id} holds no action"))
+        })?;
+        Ok((a.namespace.clone(), a.fqn.clone()))
     }
 
     /// Handle what the backend reports on its own (units that died).
@@ -358,8 +441,14 @@ impl Plane {
     /// Take back the units the backend kept from a previous run: stem cells as stem cells, warm
     /// containers of an action revision that still exists as warm containers (published to the
     /// routers); the rest, and what does not fit, is stopped.
+    /// A unit whose token the backend cannot read back is stopped: nobody could reach it.
     pub async fn adopt_units(self: &Arc<Self>) {
         for u in self.backend.adopt().await {
+            let Some(token) = u.token.clone() else {
+                tracing::info!(container_id = %u.container_id, "stopping a container left by a previous run: its token is unknown");
+                self.backend.stop(u.container_id).await;
+                continue;
+            };
             let container = match &u.action {
                 None => Some(Container {
                     id: u.container_id.clone(),
@@ -369,6 +458,7 @@ impl Plane {
                     memory_mb: u.memory_mb,
                     state: State::Stem,
                     last_activity: Instant::now(),
+                    token,
                 }),
                 Some((fqn, revision)) => match self.store.get_action(fqn) {
                     Ok(Some(a)) if a.revision == *revision => Some(Container {
@@ -379,11 +469,17 @@ impl Plane {
                             fqn: fqn.clone(),
                             revision: *revision,
                             capacity: a.limits.concurrency.max(1),
+                            // Units initialised before namespaces were recorded served the owner.
+                            namespace: u
+                                .invoking_namespace
+                                .clone()
+                                .unwrap_or_else(|| a.namespace.clone()),
                         }),
                         // The unit's own limit when it has one (a pod's), else the action's.
                         memory_mb: u.memory_mb.max(a.limits.memory),
                         state: State::Ready,
                         last_activity: Instant::now(),
+                        token,
                     }),
                     _ => None,
                 },
@@ -408,7 +504,7 @@ impl Plane {
     pub fn refill_stems(self: &Arc<Self>) {
         for (kind, want) in self.config.prewarm.clone() {
             loop {
-                let id = {
+                let (id, token) = {
                     let mut pool = self.pool();
                     if pool.stem_count(&kind) >= want
                         || !pool.has_room(self.config.stem_cell_memory_mb, 0)
@@ -416,6 +512,7 @@ impl Plane {
                         break;
                     }
                     let id = new_container_id();
+                    let token = ContainerToken::generate();
                     pool.insert(Container {
                         id: id.clone(),
                         kind: kind.clone(),
@@ -424,17 +521,18 @@ impl Plane {
                         memory_mb: self.config.stem_cell_memory_mb,
                         state: State::Starting,
                         last_activity: Instant::now(),
+                        token: token.clone(),
                     });
-                    id
+                    (id, token)
                 };
                 let plane = self.clone();
                 let kind = kind.clone();
-                tokio::spawn(async move { plane.start_stem(id, kind).await });
+                tokio::spawn(async move { plane.start_stem(id, kind, token).await });
             }
         }
     }
 
-    async fn start_stem(self: Arc<Self>, id: String, kind: String) {
+    async fn start_stem(self: Arc<Self>, id: String, kind: String, token: ContainerToken) {
         let spec = UnitSpec {
             container_id: id.clone(),
             kind: kind.clone(),
@@ -442,6 +540,7 @@ impl Plane {
             controlplane_url: self.controlplane_url(),
             env: Vec::new(),
             image: None,
+            token,
         };
         let result = {
             let _permit = self.starts.permit().await;

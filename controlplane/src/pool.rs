@@ -2,9 +2,15 @@
 //! started, and warm containers of one action revision. Pure bookkeeping (no I/O), so capacity
 //! decisions, eviction and GC marking are easy to reason about and test. What routers see of a
 //! container is an [`Endpoint`]; its wire form is made at the protobuf boundary.
+//!
+//! A container serves one action revision for one invoking namespace (as OpenWhisk keys warm
+//! containers): callers of different namespaces never share process state or `__OW_API_KEY`.
+//! Every container has its own secret token from the moment it is started (stem cells too).
 
 use std::collections::HashMap;
 use std::time::Instant;
+
+use whisk_vocab::ContainerToken;
 
 /// A fresh container id.
 pub fn new_container_id() -> String {
@@ -37,16 +43,18 @@ impl State {
     }
 }
 
-/// The action revision a container serves.
+/// The action revision a container serves, and for whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assigned {
     pub fqn: String,
     pub revision: u64,
     pub capacity: u32,
+    /// The namespace whose invokes it serves (the owner's, or a caller of a public action).
+    pub namespace: String,
 }
 
 /// What routers see of a container serving an action revision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoint {
     pub container_id: String,
     pub action_fqn: String,
@@ -56,6 +64,10 @@ pub struct Endpoint {
     pub capacity: u32,
     /// Marked for removal: routers send it no new work.
     pub marked: bool,
+    /// The namespace whose invokes it serves.
+    pub invoking_namespace: String,
+    /// Its secret, which routers present to its proxy.
+    pub token: ContainerToken,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +79,8 @@ pub struct Container {
     pub memory_mb: u32,
     pub state: State,
     pub last_activity: Instant,
+    /// The secret handed to its proxy when it was started.
+    pub token: ContainerToken,
 }
 
 impl Container {
@@ -85,6 +99,8 @@ impl Container {
             address: self.address.clone()?,
             capacity: action.capacity,
             marked,
+            invoking_namespace: action.namespace.clone(),
+            token: self.token.clone(),
         })
     }
 }
@@ -233,10 +249,12 @@ mod tests {
                 fqn: "ns/a".into(),
                 revision: 1,
                 capacity: 1,
+                namespace: "ns".into(),
             }),
             memory_mb: 256,
             state,
             last_activity: now - Duration::from_secs(age_s),
+            token: ContainerToken::generate(),
         }
     }
 

@@ -364,6 +364,7 @@ mod tests {
             address: String::new(),
             capacity: 0,
             marked: false,
+            ..Default::default()
         }
     }
 

@@ -23,6 +23,7 @@ async fn cold_start(
             action_fqn: fqn.into(),
             deadline_unix_ms: deadline_ms,
             router_id: "t".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -320,5 +321,121 @@ async fn update_delete_crash_and_unusable_retire_containers() {
         backend.live_count() == 0
     })
     .await;
+    cp.shutdown().await;
+}
+
+async fn cold_start_for(
+    cp: &whisk_controlplane::ControlPlaneHandle,
+    fqn: &str,
+    invoking_namespace: &str,
+) -> Outcome {
+    let mut client = grpc(cp).await;
+    client
+        .cold_start(pb::ColdStartRequest {
+            action_fqn: fqn.into(),
+            deadline_unix_ms: now_ms() + 10_000,
+            router_id: "t".into(),
+            invoking_namespace: invoking_namespace.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_caller_namespace_gets_its_own_container_of_a_public_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new(true);
+    let cp = start_fake(test_config(dir.path()), backend.clone()).await;
+    let guest = Api::new(&cp, Some("guest"));
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/shared",
+            json!({ "publish": true }),
+        )
+        .await;
+    guest
+        .put(
+            "/api/v1/namespaces/_/actions/shared/count",
+            nodejs_action("x"),
+        )
+        .await;
+    guest
+        .put("/api/v1/namespaces/_/actions/private", nodejs_action("x"))
+        .await;
+
+    // Concurrent starts coalesce per (action, invoking namespace): two starts for two callers.
+    let (g1, g2, o1) = {
+        let g1 = cold_start_for(&cp, "guest/shared/count", "guest");
+        let g2 = cold_start_for(&cp, "guest/shared/count", "guest");
+        let o1 = cold_start_for(&cp, "guest/shared/count", "other");
+        let release = async {
+            wait_for(
+                "two starts to wait at the gate",
+                Duration::from_secs(5),
+                || {
+                    cp.plane()
+                        .container_ids()
+                        .iter()
+                        .filter(|(_, s, _)| *s == State::Starting)
+                        .count()
+                        == 2
+                },
+            )
+            .await;
+            backend.release(2);
+        };
+        let (g1, g2, o1, ()) = tokio::join!(g1, g2, o1, release);
+        (endpoint(g1), endpoint(g2), endpoint(o1))
+    };
+    assert_eq!(backend.starts(), 2);
+    assert_eq!(g1.container_id, g2.container_id, "one start per namespace");
+    assert_ne!(
+        g1.container_id, o1.container_id,
+        "never shared across namespaces"
+    );
+    assert_eq!(g1.invoking_namespace, "guest");
+    assert_eq!(o1.invoking_namespace, "other");
+    assert_ne!(g1.container_token, o1.container_token);
+    assert_eq!(g1.container_token.len(), 64);
+
+    // The owner's invokes default to the owner; another namespace cannot get a container of a
+    // private action.
+    backend.release(1);
+    let own = endpoint(cold_start(&cp, "guest/private", 0).await);
+    assert_eq!(own.invoking_namespace, "guest");
+    let e = error(cold_start_for(&cp, "guest/private", "other").await);
+    assert_eq!(e.code, Code::UnknownAction as i32);
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stem_cell_gets_its_namespace_when_specialised() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new(false);
+    let mut config = test_config(dir.path());
+    config.prewarm = vec![("nodejs:20".into(), 1)];
+    let cp = start_fake(config, backend.clone()).await;
+    wait_for("a stem cell", Duration::from_secs(5), || stems(&cp) == 1).await;
+    let stem_id = cp.plane().container_ids()[0].0.clone();
+    let guest = Api::new(&cp, Some("guest"));
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/shared",
+            json!({ "publish": true }),
+        )
+        .await;
+    guest
+        .put(
+            "/api/v1/namespaces/_/actions/shared/count",
+            nodejs_action("x"),
+        )
+        .await;
+    let ep = endpoint(cold_start_for(&cp, "guest/shared/count", "other").await);
+    assert_eq!(ep.container_id, stem_id);
+    assert_eq!(ep.invoking_namespace, "other");
+    assert_eq!(ep.container_token.len(), 64);
     cp.shutdown().await;
 }

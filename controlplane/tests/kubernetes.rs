@@ -110,6 +110,7 @@ fn spec(id: &str) -> UnitSpec {
         controlplane_url: "http://127.0.0.1:1".into(),
         env: Vec::new(),
         image: None,
+        token: whisk_vocab::ContainerToken::generate(),
     }
 }
 
@@ -367,12 +368,14 @@ async fn a_pod_pending_past_the_deadline_is_deleted() {
 }
 
 /// Invoke `guest/hello` at a container as the router would (Contract 2).
-async fn invoke(address: &str, revision: u64, name: &str) -> serde_json::Value {
+async fn invoke(ep: &pb::Endpoint, revision: u64, name: &str) -> serde_json::Value {
+    let address = &ep.address;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let resp = http
         .post(format!(
             "http://{address}/api/v1/namespaces/guest/actions/hello?blocking=true"
         ))
+        .header("x-whisk-container-token", &ep.container_token)
         .header("content-type", "application/json")
         .header(
             "x-whisk-activation-id",
@@ -413,6 +416,7 @@ async fn hello_endpoint(cp: &whisk_controlplane::ControlPlaneHandle) -> (pb::End
             action_fqn: "guest/hello".into(),
             deadline_unix_ms: now_ms() + 30_000,
             router_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -454,7 +458,7 @@ async fn the_control_plane_cold_starts_through_pods() {
         ep.container_id, stem_id,
         "initialised from the stem-cell pod"
     );
-    let record = invoke(&ep.address, revision, "pod").await;
+    let record = invoke(&ep, revision, "pod").await;
     assert_eq!(
         record["response"]["result"],
         json!({ "greeting": "hello pod" }),
@@ -630,7 +634,7 @@ async fn a_restarted_control_plane_adopts_its_warm_pods() {
         "the stem cell is adopted: {containers:?}"
     );
     assert_eq!(cluster.pod_names(), before, "no pod was started or deleted");
-    let record = invoke(&ep.address, revision, "again").await;
+    let record = invoke(&ep, revision, "again").await;
     assert_eq!(
         record["response"]["result"],
         json!({ "greeting": "hello again" })
@@ -755,6 +759,7 @@ async fn an_exceeded_quota_is_a_clear_cold_start_error() {
             action_fqn: "guest/hello".into(),
             deadline_unix_ms: now_ms() + 30_000,
             router_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -809,6 +814,7 @@ async fn an_action_bigger_than_the_stem_cell_gets_its_own_pod() {
             action_fqn: "guest/big".into(),
             deadline_unix_ms: now_ms() + 30_000,
             router_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -100,6 +100,7 @@ async fn nodejs_action_from_stem_cell_end_to_end() {
             action_fqn: "guest/hello".into(),
             deadline_unix_ms: now_ms() + 30_000,
             router_id: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -121,6 +122,7 @@ async fn nodejs_action_from_stem_cell_end_to_end() {
             "http://{}/api/v1/namespaces/guest/actions/hello?blocking=true",
             ep.address
         ))
+        .header("x-whisk-container-token", &ep.container_token)
         .header("content-type", "application/json")
         .header("x-whisk-activation-id", &activation_id)
         .header("x-whisk-transaction-id", "tid-e2e")
@@ -163,6 +165,17 @@ async fn nodejs_action_from_stem_cell_end_to_end() {
         json!({ "greeting": "hello world" })
     );
     assert!(stored["response"].get("statusCode").is_none());
+    // The container token is in no record and no log (the proxy's, under logs/).
+    assert!(!stored.to_string().contains(&ep.container_token));
+    for entry in std::fs::read_dir(dir.path().join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !text.contains(&ep.container_token),
+            "the token is in {}",
+            path.display()
+        );
+    }
 
     // The stem pool is refilled; a proxy that exits on its own is detected and removed.
     wait_for("the stem pool to refill", Duration::from_secs(30), || {
@@ -341,7 +354,13 @@ async fn whisk_controlplane_binary_stops_its_proxies_on_sigterm() {
     }
 }
 
-async fn invoke(address: &str, fqn: &str, revision: u64, body: &str) -> (u16, serde_json::Value) {
+async fn invoke(
+    ep: &pb::Endpoint,
+    fqn: &str,
+    revision: u64,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let address = &ep.address;
     let resp = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -349,6 +368,7 @@ async fn invoke(address: &str, fqn: &str, revision: u64, body: &str) -> (u16, se
         .post(format!(
             "http://{address}/api/v1/namespaces/guest/actions/x?blocking=true"
         ))
+        .header("x-whisk-container-token", &ep.container_token)
         .header("content-type", "application/json")
         .header("x-whisk-activation-id", format!("{:032x}", rand_id()))
         .header("x-whisk-transaction-id", "tid-e2e")
@@ -402,7 +422,7 @@ async fn fresh_python_start_and_real_init_failure() {
         pb::cold_start_response::Outcome::Endpoint(e) => e,
         pb::cold_start_response::Outcome::Error(e) => panic!("cold start failed: {e:?}"),
     };
-    let (status, result) = invoke(&ep.address, "guest/add", revision, r#"{"a":2,"b":3}"#).await;
+    let (status, result) = invoke(&ep, "guest/add", revision, r#"{"a":2,"b":3}"#).await;
     assert_eq!((status, result), (200, json!({ "sum": 5 })));
 
     // Code that does not initialise: CODE_INIT_FAILED with the proxy's developer-error text,

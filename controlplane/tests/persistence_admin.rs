@@ -165,7 +165,7 @@ async fn restart_loses_nothing() {
     });
     client
         .report_activation(pb::ReportActivationRequest {
-            container_id: "x".into(),
+            container_id: String::new(),
             activation_json: record.to_string(),
         })
         .await

@@ -109,6 +109,7 @@ async fn slow_subscriber_gets_a_fresh_snapshot() {
             address: String::new(),
             capacity: 0,
             marked: false,
+            ..Default::default()
         });
         hub.publish(d);
         hub.flush();
@@ -251,7 +252,7 @@ async fn activity_keeps_containers_and_package_updates_retire_them() {
         .put("/api/v1/namespaces/_/actions/p/a", nodejs_action("x"))
         .await;
     let plane = cp.plane().clone();
-    let ep = whisk_controlplane::coldstart::cold_start(&plane, "guest/p/a", None)
+    let ep = whisk_controlplane::coldstart::cold_start(&plane, "guest/p/a", "", None)
         .await
         .unwrap();
     let t0 = Instant::now();
@@ -259,14 +260,19 @@ async fn activity_keeps_containers_and_package_updates_retire_them() {
     // An activation reported by the container counts as activity.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let mut client = grpc(&cp).await;
-    let record = serde_json::json!({ "namespace": "guest", "name": "a", "activationId": "a".repeat(32), "start": 1 });
-    client
-        .report_activation(pb::ReportActivationRequest {
-            container_id: ep.container_id.clone(),
-            activation_json: record.to_string(),
-        })
-        .await
-        .unwrap();
+    let record = serde_json::json!({
+        "namespace": "guest", "name": "a", "activationId": "a".repeat(32), "start": 1,
+        "annotations": [{ "key": "path", "value": "guest/p/a" }],
+    });
+    let mut report = tonic::Request::new(pb::ReportActivationRequest {
+        container_id: ep.container_id.clone(),
+        activation_json: record.to_string(),
+    });
+    report.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", ep.token.expose()).parse().unwrap(),
+    );
+    client.report_activation(report).await.unwrap();
     let keep_alive = plane.config.keep_alive;
     assert!(
         plane
@@ -284,7 +290,7 @@ async fn activity_keeps_containers_and_package_updates_retire_them() {
     // A malformed record is refused.
     let err = client
         .report_activation(pb::ReportActivationRequest {
-            container_id: "x".into(),
+            container_id: String::new(),
             activation_json: "{".into(),
         })
         .await

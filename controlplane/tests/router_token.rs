@@ -25,6 +25,7 @@ async fn router_calls(client: &mut Grpc) -> Vec<Code> {
             action_fqn: "guest/none".into(),
             deadline_unix_ms: 0,
             router_id: "r".into(),
+            invoking_namespace: "guest".into(),
         })
         .await
         .map(|_| ());

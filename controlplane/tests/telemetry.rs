@@ -133,6 +133,7 @@ async fn binary_metrics_health_and_cold_start_trace() {
         action_fqn: "guest/hello".into(),
         deadline_unix_ms: 0,
         router_id: "t".into(),
+        ..Default::default()
     });
     req.metadata_mut().insert(
         "traceparent",
@@ -147,6 +148,7 @@ async fn binary_metrics_health_and_cold_start_trace() {
             action_fqn: "guest/nope".into(),
             deadline_unix_ms: 0,
             router_id: "t".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -164,6 +166,7 @@ async fn binary_metrics_health_and_cold_start_trace() {
             "http://{}/api/v1/namespaces/guest/actions/hello?blocking=true",
             ep.address
         ))
+        .header("x-whisk-container-token", &ep.container_token)
         .header("x-whisk-activation-id", "0123456789abcdef0123456789abcdef")
         .header("x-whisk-transaction-id", "tid-1")
         .header("x-whisk-namespace", "guest")
@@ -263,7 +266,7 @@ async fn gc_marks_unmarks_and_sweeps_are_counted() {
         .put("/api/v1/namespaces/_/actions/hello", nodejs_action("x"))
         .await;
     assert_eq!(status, 200);
-    let ep = whisk_controlplane::coldstart::cold_start(cp.plane(), "guest/hello", None)
+    let ep = whisk_controlplane::coldstart::cold_start(cp.plane(), "guest/hello", "", None)
         .await
         .unwrap();
     let plane = cp.plane().clone();

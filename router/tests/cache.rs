@@ -142,7 +142,14 @@ async fn entries_are_scoped_to_the_callers_namespace_public_actions_too() {
     shared.public = true;
     b.apply(pb::TableUpdate {
         actions_upsert: vec![shared],
-        endpoints_upsert: vec![endpoint("c-public", "guest/pkg/shared", public.addr, 10)],
+        endpoints_upsert: vec![
+            endpoint("c-public", "guest/pkg/shared", public.addr, 10),
+            // A container serves one caller namespace: "other" has its own.
+            pb::Endpoint {
+                invoking_namespace: "other".into(),
+                ..endpoint("c-public-other", "guest/pkg/shared", public.addr, 10)
+            },
+        ],
         ..Default::default()
     })
     .await;

@@ -391,6 +391,7 @@ async fn forged_routing_headers_never_change_the_destination() {
         .header("x-whisk-action", "other/secret")
         .header("x-whisk-namespace", "other")
         .header("x-whisk-forged", "1")
+        .header("x-whisk-container-token", "forged")
         .body("{}")
         .send()
         .await
@@ -400,6 +401,11 @@ async fn forged_routing_headers_never_change_the_destination() {
     assert_eq!(v["upstream"], "real");
     assert_eq!(v["headers"]["x-whisk-action"], "guest/a");
     assert_eq!(v["headers"]["x-whisk-namespace"], "guest");
+    // The container's token comes from the table, never from the client.
+    assert_eq!(
+        v["headers"]["x-whisk-container-token"],
+        whisk_testkit::tables::token_of("ca")
+    );
     assert!(v["headers"].get("x-whisk-dst").is_none());
     assert!(v["headers"].get("x-whisk-forged").is_none());
     assert_eq!(evil.requests.load(Ordering::SeqCst), 0);

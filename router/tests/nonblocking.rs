@@ -74,6 +74,11 @@ async fn the_router_runs_it_as_a_blocking_call_with_the_body() {
     assert_eq!(last["headers"]["x-whisk-activation-id"], id.as_str());
     assert_eq!(last["headers"]["x-whisk-action"], "guest/a");
     assert_eq!(last["headers"]["authorization"], guest_auth().as_str());
+    // The router's own upstream call vouches for itself with the container's token.
+    assert_eq!(
+        last["headers"]["x-whisk-container-token"],
+        whisk_testkit::tables::token_of("ca")
+    );
 }
 
 #[tokio::test]

@@ -247,7 +247,11 @@ async fn a_component_unpublished_after_create_is_refused_at_invoke() {
             published.clone(),
             sequence("guest/uses-other", &["other/pkg/inc"]),
         ],
-        endpoints_upsert: vec![endpoint("c-shared", "other/pkg/inc", shared.addr, 10)],
+        // guest's own container of the public action (one caller namespace per container).
+        endpoints_upsert: vec![pb::Endpoint {
+            invoking_namespace: "guest".into(),
+            ..endpoint("c-shared", "other/pkg/inc", shared.addr, 10)
+        }],
         ..Default::default()
     })
     .await;

@@ -56,7 +56,8 @@ pub fn action(fqn: &str, concurrency: u32) -> pb::Action {
     }
 }
 
-/// A ready endpoint of revision 1 of `fqn` at `addr`.
+/// A ready endpoint of revision 1 of `fqn` at `addr`, serving the action's own namespace, with
+/// the token [`token_of`] gives for `id`.
 pub fn endpoint(id: &str, fqn: &str, addr: SocketAddr, capacity: u32) -> pb::Endpoint {
     pb::Endpoint {
         container_id: id.into(),
@@ -65,7 +66,19 @@ pub fn endpoint(id: &str, fqn: &str, addr: SocketAddr, capacity: u32) -> pb::End
         address: addr.to_string(),
         capacity,
         state: pb::EndpointState::Ready as i32,
+        invoking_namespace: fqn.split('/').next().unwrap_or_default().into(),
+        container_token: token_of(id),
     }
+}
+
+/// The container token the table builders give container `id` (deterministic, for fakes that
+/// check what the router presents).
+pub fn token_of(id: &str) -> String {
+    format!("{:0>64}", hex_of(id))
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The tables as a control plane holds them: deltas applied in order, a snapshot on demand.

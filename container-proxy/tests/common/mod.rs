@@ -17,6 +17,9 @@ use whisk_proto::controlplane::v1::*;
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The container token every test proxy is started with (its client presents it).
+pub const TOKEN: &str = "7e57000000000000000000000000000000000000000000000000000000000001";
+
 // ---------------------------------------------------------------------------------------------
 // Control plane stub
 
@@ -229,6 +232,7 @@ impl ProxyProcess {
             .arg("127.0.0.1:0")
             .args(args)
             .env("RUST_LOG", "info")
+            .env("WHISK_CONTAINER_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -256,7 +260,13 @@ impl ProxyProcess {
                 panic!("the proxy did not print WHISK_PROXY_LISTENING");
             }
         };
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut vouched = reqwest::header::HeaderMap::new();
+        vouched.insert("x-whisk-container-token", TOKEN.parse().unwrap());
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(vouched)
+            .build()
+            .unwrap();
         ProxyProcess {
             child,
             addr,
@@ -306,6 +316,20 @@ impl ProxyProcess {
         let resp = self
             .client
             .post(self.url("/_whisk/init"))
+            .json(&json!({"action": action, "env": {}}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    /// `/_whisk/init` presenting `token` instead of the default [`TOKEN`].
+    pub async fn init_with_token(&self, token: &str, action: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url("/_whisk/init"))
+            .header("x-whisk-container-token", token)
             .json(&json!({"action": action, "env": {}}))
             .send()
             .await

@@ -43,6 +43,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use whisk_vocab::ContainerToken;
+use whisk_vocab::token::CONTAINER_TOKEN_ENV;
+
 use super::{AdoptedUnit, Backend, BackendEvent, InitError, StartError, Unit, UnitSpec};
 
 /// Label every pod of a stack carries; its value is the stack name.
@@ -59,6 +62,8 @@ pub const MEMORY_ANNOTATION: &str = "whisk.apache.org/memory-mb";
 /// The action a pod was initialised with (its fully qualified name) and its revision.
 pub const ACTION_ANNOTATION: &str = "whisk.apache.org/action";
 pub const REVISION_ANNOTATION: &str = "whisk.apache.org/action-revision";
+/// The namespace whose invokes a pod serves (one caller namespace per container).
+pub const INVOKER_ANNOTATION: &str = "whisk.apache.org/invoking-namespace";
 /// Label with the action (`namespace.package.name`, sanitised), for operators' selectors.
 pub const ACTION_LABEL: &str = "whisk.apache.org/action";
 /// Label with the action revision the pod serves.
@@ -258,6 +263,12 @@ impl KubeBackendConfig {
             }));
             v
         };
+        // The token goes to the proxy sidecar only, never to the runtime holding the action.
+        let mut proxy_env = spec.env.clone();
+        proxy_env.push((
+            CONTAINER_TOKEN_ENV.to_string(),
+            spec.token.expose().to_string(),
+        ));
         let runtime = Container {
             name: "runtime".into(),
             image: Some(runtime_image),
@@ -300,7 +311,7 @@ impl KubeBackendConfig {
                 protocol: Some("TCP".into()),
                 ..Default::default()
             }]),
-            env: Some(env(&spec.env)),
+            env: Some(env(&proxy_env)),
             resources: Some(memory(PROXY_MEMORY_MIB)),
             readiness_probe: Some(Probe {
                 http_get: Some(HTTPGetAction {
@@ -356,6 +367,22 @@ impl KubeBackendConfig {
             status: None,
         })
     }
+}
+
+/// The token a pod's proxy sidecar was started with (read back to adopt the pod).
+fn proxy_token(pod: &Pod) -> Option<ContainerToken> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == "proxy")?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == CONTAINER_TOKEN_ENV)?
+        .value
+        .as_deref()
+        .and_then(ContainerToken::from_wire)
 }
 
 /// A label value: at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends.
@@ -753,10 +780,11 @@ impl KubernetesBackend {
     async fn init_unit(
         &self,
         address: String,
+        token: ContainerToken,
         payload: Value,
         timeout: Duration,
     ) -> Result<(), InitError> {
-        super::http_init(address.clone(), payload.clone(), timeout).await?;
+        super::http_init(address.clone(), token, payload.clone(), timeout).await?;
         let name = lock(&self.tracked.addresses).get(&address).cloned();
         let action = &payload["action"];
         let (Some(name), Some(fqn), Some(revision)) =
@@ -767,6 +795,9 @@ impl KubernetesBackend {
         let mut annotations = serde_json::Map::new();
         annotations.insert(ACTION_ANNOTATION.into(), fqn.into());
         annotations.insert(REVISION_ANNOTATION.into(), revision.to_string().into());
+        if let Some(ns) = payload["invoking_namespace"].as_str() {
+            annotations.insert(INVOKER_ANNOTATION.into(), ns.into());
+        }
         let patch = json!({
             "metadata": {
                 "annotations": annotations,
@@ -831,6 +862,8 @@ impl KubernetesBackend {
                             .unwrap_or(256),
                         address,
                         action,
+                        invoking_namespace: ann.get(INVOKER_ANNOTATION).cloned(),
+                        token: proxy_token(&pod),
                     })
                 }
                 _ => None,
@@ -964,10 +997,11 @@ impl Backend for KubernetesBackend {
     fn init(
         &self,
         address: String,
+        token: ContainerToken,
         payload: Value,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<(), InitError>> {
-        Box::pin(self.init_unit(address, payload, timeout))
+        Box::pin(self.init_unit(address, token, payload, timeout))
     }
 
     fn adopt(&self) -> BoxFuture<'_, Vec<AdoptedUnit>> {
@@ -1003,6 +1037,7 @@ mod tests {
             controlplane_url: "http://10.0.0.1:9000".into(),
             env: vec![("A".into(), "b".into())],
             image: None,
+            token: ContainerToken::generate(),
         }
     }
 
@@ -1033,6 +1068,17 @@ mod tests {
         );
         let mem = &ps.containers[0].resources.clone().unwrap().limits.unwrap()["memory"];
         assert_eq!(mem.0, "256Mi");
+        // The token is in the proxy sidecar's environment only, never the runtime's.
+        let has_token = |c: &Container| {
+            c.env
+                .iter()
+                .flatten()
+                .any(|e| e.name == CONTAINER_TOKEN_ENV && e.value.is_some())
+        };
+        assert!(!has_token(&ps.containers[0]));
+        assert!(has_token(&ps.containers[1]));
+        let pod = cfg.pod(&spec()).unwrap();
+        assert!(proxy_token(&pod).is_some());
     }
 
     #[test]

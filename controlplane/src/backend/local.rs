@@ -14,6 +14,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
+use whisk_vocab::token::CONTAINER_TOKEN_ENV;
+
 use super::{Backend, BackendEvent, StartError, Unit, UnitSpec};
 
 /// The only variables of the control plane's environment a proxy inherits (locale, paths, its
@@ -127,6 +129,8 @@ impl LocalBackend {
             )
             .env("__OW_API_HOST", &self.api_host)
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // The proxy removes it from its environment before it starts anything.
+            .env(CONTAINER_TOKEN_ENV, spec.token.expose())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))

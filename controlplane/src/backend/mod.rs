@@ -13,6 +13,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use whisk_vocab::ContainerToken;
+use whisk_vocab::token::CONTAINER_TOKEN_HEADER;
 
 pub use self::kubernetes::{KubeBackendConfig, KubernetesBackend};
 pub use self::local::LocalBackend;
@@ -29,6 +31,9 @@ pub struct UnitSpec {
     /// A blackbox action's own image, run instead of the kind's runtime (backends that run
     /// images; see [`Backend::check_image`]).
     pub image: Option<String>,
+    /// The container's secret: handed to its proxy only (environment `WHISK_CONTAINER_TOKEN`),
+    /// never to the action's runtime.
+    pub token: ContainerToken,
 }
 
 /// OpenWhisk's skeleton image: what `--native` actions carry. Their code (an executable `exec`,
@@ -61,6 +66,11 @@ pub struct AdoptedUnit {
     pub address: String,
     /// The action (fully qualified name, revision) it was initialised with; `None` = stem cell.
     pub action: Option<(String, u64)>,
+    /// The namespace whose invokes it served, when the backend recorded it.
+    pub invoking_namespace: Option<String>,
+    /// The secret its proxy was started with, when the backend can read it back. A unit without
+    /// one cannot be adopted (nobody could reach it).
+    pub token: Option<ContainerToken>,
 }
 
 /// Something that happened to a unit without the control plane asking.
@@ -93,14 +103,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Start a unit (a container proxy, as a stem cell: no action yet).
     fn start(&self, spec: UnitSpec) -> BoxFuture<'_, Result<Unit, StartError>>;
 
-    /// Initialise a started unit with an action (`{"action":…, "env":…}`).
+    /// Initialise a started unit with an action (`{"action":…, "env":…}`), presenting the
+    /// unit's token.
     fn init(
         &self,
         address: String,
+        token: ContainerToken,
         payload: Value,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<(), InitError>> {
-        Box::pin(http_init(address, payload, timeout))
+        Box::pin(http_init(address, token, payload, timeout))
     }
 
     /// Units left by a previous run that can be taken back; whatever else of ours the backend
@@ -161,12 +173,14 @@ fn http_client() -> &'static reqwest::Client {
 /// Contract 3's `POST /_whisk/init`.
 pub async fn http_init(
     address: String,
+    token: ContainerToken,
     payload: Value,
     timeout: Duration,
 ) -> Result<(), InitError> {
     let url = format!("http://{address}/_whisk/init");
     let resp = http_client()
         .post(&url)
+        .header(CONTAINER_TOKEN_HEADER, token.expose())
         .json(&payload)
         .timeout(timeout)
         .send()

@@ -48,6 +48,9 @@ pub trait Store: Send + Sync + 'static {
     fn next_revision(&self) -> Result<u64, StoreError>;
 
     /// Store an activation record of `namespace`, keeping only the newest `keep` of that namespace.
+    /// A record is written once: if `activation_id` is already stored in `namespace`, nothing
+    /// changes and the answer is `false` (a repeated report is harmless, a forged one cannot
+    /// replace the real record).
     fn put_activation(
         &self,
         namespace: &str,
@@ -55,7 +58,7 @@ pub trait Store: Send + Sync + 'static {
         start_ms: i64,
         record: &Value,
         keep: usize,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     fn get_activation(
         &self,
         namespace: &str,

@@ -263,13 +263,13 @@ impl Store for RedbStore {
         start_ms: i64,
         record: &Value,
         keep: usize,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let bytes = serde_json::to_vec(record)?;
         let key = activation_key(namespace, start_ms, activation_id);
         let id_key = format!("{namespace}\0{activation_id}");
         let db = self.db()?;
         let txn = db.begin_write().map_err(be)?;
-        {
+        let stored = 'write: {
             let mut acts = txn.open_table(ACTIVATIONS).map_err(be)?;
             let mut ids = txn.open_table(ACTIVATION_IDS).map_err(be)?;
             let mut counts = txn.open_table(ACTIVATION_COUNTS).map_err(be)?;
@@ -278,15 +278,9 @@ impl Store for RedbStore {
                 .map_err(be)?
                 .map(|v| v.value())
                 .unwrap_or(0);
-            // A re-reported id replaces its previous record.
-            let previous = ids
-                .get(id_key.as_str())
-                .map_err(be)?
-                .map(|v| v.value().to_string());
-            if let Some(prev) = previous
-                && acts.remove(prev.as_str()).map_err(be)?.is_some()
-            {
-                count = count.saturating_sub(1);
+            // Written once: a re-reported id keeps its first record.
+            if ids.get(id_key.as_str()).map_err(be)?.is_some() {
+                break 'write false;
             }
             acts.insert(key.as_str(), bytes.as_slice()).map_err(be)?;
             ids.insert(id_key.as_str(), key.as_str()).map_err(be)?;
@@ -315,8 +309,14 @@ impl Store for RedbStore {
                 }
             }
             counts.insert(namespace, count).map_err(be)?;
+            true
+        };
+        if stored {
+            txn.commit().map_err(be)?;
+        } else {
+            txn.abort().map_err(be)?;
         }
-        txn.commit().map_err(be)
+        Ok(stored)
     }
 
     fn activation_count(&self) -> Result<u64, StoreError> {
@@ -396,6 +396,19 @@ impl Store for RedbStore {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_activation_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let id = format!("{:032}", 7);
+        let first = json!({"activationId": id, "v": 1});
+        assert!(store.put_activation("ns", &id, 1, &first, 10).unwrap());
+        let second = json!({"activationId": id, "v": 2});
+        assert!(!store.put_activation("ns", &id, 2, &second, 10).unwrap());
+        assert_eq!(store.get_activation("ns", &id).unwrap(), Some(first));
+        assert_eq!(store.activation_count().unwrap(), 1);
+    }
 
     #[test]
     fn activation_retention_keeps_newest() {

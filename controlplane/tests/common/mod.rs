@@ -86,6 +86,7 @@ impl Backend for FakeBackend {
     fn init(
         &self,
         _address: String,
+        _token: whisk_vocab::ContainerToken,
         payload: Value,
         _t: Duration,
     ) -> BoxFuture<'_, Result<(), InitError>> {

@@ -51,6 +51,7 @@ impl ControlPlane for GrpcControlPlane {
     fn cold_start(
         &self,
         fqn: Arc<str>,
+        namespace: Arc<str>,
         deadline_ms: u64,
     ) -> BoxFuture<'static, Result<EndpointSpec, ColdStartFailure>> {
         let mut client = self.client.clone();
@@ -58,6 +59,7 @@ impl ControlPlane for GrpcControlPlane {
             action_fqn: fqn.to_string(),
             deadline_unix_ms: deadline_ms,
             router_id: self.router_id.clone(),
+            invoking_namespace: namespace.to_string(),
         };
         Box::pin(async move {
             let unavailable = |ms: u32| ColdStartFailure::Unavailable {

@@ -16,6 +16,8 @@ pub fn endpoint(e: pb::Endpoint) -> EndpointSpec {
         action_revision: e.action_revision,
         address: e.address.into(),
         capacity: e.capacity,
+        invoking_namespace: e.invoking_namespace.into(),
+        token: whisk_vocab::ContainerToken::from_wire(&e.container_token).unwrap_or_default(),
     }
 }
 

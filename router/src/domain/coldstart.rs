@@ -2,7 +2,8 @@
 //!
 //! A request that finds every endpoint busy waits up to `busy_wait` for a slot to free; a request
 //! that finds no endpoint (or waited long enough) makes sure a cold start is under way. Cold starts
-//! are single-flight per action ([`ColdStarts`]): one `ColdStart` call no matter how many
+//! are single-flight per action and caller namespace ([`ColdStarts`], as a container serves one
+//! namespace): one `ColdStart` call no matter how many
 //! requests wait, run on its own task so that a client that gives up does not cancel it for the
 //! others. Everybody waits on the pool's `Notify` (woken by freed slots, pushed endpoints and the
 //! end of a cold start) until it gets a slot or its deadline passes; only then is the answer 503
@@ -30,15 +31,22 @@ struct Flight {
     failure: Option<ColdStartFailure>,
 }
 
-/// Cold starts under way, per action (touched only on the cold path).
+/// An action's fully qualified name and an invoking namespace.
+type FlightKey = (Arc<str>, Arc<str>);
+
+/// Cold starts under way, per action and invoking namespace (touched only on the cold path).
 #[derive(Default)]
 pub struct ColdStarts {
-    flights: DashMap<Arc<str>, Arc<Mutex<Flight>>>,
+    flights: DashMap<FlightKey, Arc<Mutex<Flight>>>,
 }
 
 impl ColdStarts {
-    fn flight(&self, fqn: &Arc<str>) -> Arc<Mutex<Flight>> {
-        self.flights.entry(fqn.clone()).or_default().value().clone()
+    fn flight(&self, fqn: &Arc<str>, namespace: &Arc<str>) -> Arc<Mutex<Flight>> {
+        self.flights
+            .entry((fqn.clone(), namespace.clone()))
+            .or_default()
+            .value()
+            .clone()
     }
 }
 
@@ -52,15 +60,17 @@ pub struct Wait<'a> {
 }
 
 impl Wait<'_> {
-    /// Waits for a slot on `action`, cold-starting if needed, until `deadline`.
+    /// Waits for a slot on `action` for a caller of `namespace`, cold-starting if needed, until
+    /// `deadline`.
     pub async fn acquire(
         &self,
         action: &ActionMeta,
+        namespace: &Arc<str>,
         deadline: Instant,
         deadline_ms: u64,
     ) -> Result<Slot, Rejection> {
         let pool = self.tables.endpoints.pool_or_create(&action.fqn);
-        let flight = self.cold.flight(&action.fqn);
+        let flight = self.cold.flight(&action.fqn, namespace);
         let busy_since = Instant::now();
         let mut waiting_for: Option<u64> = None;
         loop {
@@ -73,7 +83,7 @@ impl Wait<'_> {
                 None => return Err(Rejection::NotFound),
             };
             let mut wake_at = deadline;
-            match pool.try_acquire(revision) {
+            match pool.try_acquire(revision, namespace) {
                 Pick::Ready(slot) => return Ok(slot),
                 Pick::Marked(slot) => {
                     self.control
@@ -93,6 +103,7 @@ impl Wait<'_> {
                         &flight,
                         &pool,
                         &action.fqn,
+                        namespace,
                         deadline_ms,
                         waiting_for,
                     ));
@@ -115,6 +126,7 @@ impl Wait<'_> {
         flight: &Arc<Mutex<Flight>>,
         pool: &Arc<Pool>,
         fqn: &Arc<str>,
+        namespace: &Arc<str>,
         deadline_ms: u64,
         waited_for: Option<u64>,
     ) -> u64 {
@@ -129,7 +141,9 @@ impl Wait<'_> {
         state.started += 1;
         let n = state.started;
         drop(state);
-        let call = self.control.cold_start(fqn.clone(), deadline_ms);
+        let call = self
+            .control
+            .cold_start(fqn.clone(), namespace.clone(), deadline_ms);
         let (tables, pool, flight) = (self.tables.clone(), pool.clone(), flight.clone());
         tokio::spawn(async move {
             let failure = match call.await {

@@ -6,6 +6,11 @@
 //! with a free slot (in-flight / capacity), which is at least as good as two random choices, and
 //! takes the slot with a compare-and-swap. A [`Slot`] gives it back when dropped.
 //!
+//! A container serves one invoking namespace (the control plane starts one per action and caller
+//! namespace): picking considers only endpoints of the caller's namespace, so callers of a public
+//! action never share a container. Each endpoint carries its container's token, which the
+//! upstream side presents to the proxy.
+//!
 //! Picking skips endpoints whose circuit breaker is open ([`Endpoint::is_open`]); what opens one is
 //! the business of `breaker.rs`. Only `tables.rs` changes the table.
 
@@ -16,7 +21,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-use whisk_vocab::now_ms;
+use whisk_vocab::{ContainerToken, now_ms};
 
 /// An endpoint as the control plane describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +33,10 @@ pub struct EndpointSpec {
     pub address: Arc<str>,
     pub capacity: u32,
     pub marked_for_removal: bool,
+    /// The namespace whose invokes it serves.
+    pub invoking_namespace: Arc<str>,
+    /// What its proxy wants to see before it runs anything.
+    pub token: ContainerToken,
 }
 
 /// A warm container and its live counters.
@@ -36,6 +45,10 @@ pub struct Endpoint {
     pub container_id: Arc<str>,
     pub address: Arc<str>,
     pub revision: u64,
+    /// The namespace whose invokes it serves.
+    pub namespace: Arc<str>,
+    /// Sent to its proxy with every request (never logged: its `Debug` is redacted).
+    pub token: ContainerToken,
     capacity: AtomicU32,
     in_flight: AtomicU32,
     marked: AtomicBool,
@@ -49,6 +62,8 @@ impl Endpoint {
             container_id: spec.container_id.clone(),
             address: spec.address.clone(),
             revision: spec.action_revision,
+            namespace: spec.invoking_namespace.clone(),
+            token: spec.token.clone(),
             capacity: AtomicU32::new(spec.capacity.max(1)),
             in_flight: AtomicU32::new(0),
             marked: AtomicBool::new(spec.marked_for_removal),
@@ -98,9 +113,10 @@ pub enum Pick {
     Ready(Slot),
     /// A slot on an endpoint marked for removal: the control plane must hear of the traffic.
     Marked(Slot),
-    /// Endpoints of this revision exist, but none has a free slot (or all breakers are open).
+    /// Endpoints of this revision for this namespace exist, but none has a free slot (or all
+    /// breakers are open).
     Busy,
-    /// No endpoint of this revision.
+    /// No endpoint of this revision for this namespace.
     Empty,
 }
 
@@ -114,8 +130,8 @@ impl Pool {
         self.endpoints.load_full()
     }
 
-    /// Takes a slot on the least loaded usable endpoint of `revision`.
-    pub fn try_acquire(self: &Arc<Self>, revision: u64) -> Pick {
+    /// Takes a slot on the least loaded usable endpoint of `revision` serving `namespace`.
+    pub fn try_acquire(self: &Arc<Self>, revision: u64, namespace: &str) -> Pick {
         let now = now_ms();
         let list = self.endpoints.load();
         let mut any = false;
@@ -123,7 +139,10 @@ impl Pool {
         for _ in 0..4 {
             let mut best: Option<&Arc<Endpoint>> = None;
             let mut best_marked: Option<&Arc<Endpoint>> = None;
-            for ep in list.iter().filter(|e| e.revision == revision) {
+            for ep in list
+                .iter()
+                .filter(|e| e.revision == revision && &*e.namespace == namespace)
+            {
                 any = true;
                 if ep.is_open(now) || ep.in_flight() >= ep.capacity.load(Ordering::Relaxed) {
                     continue;
@@ -223,6 +242,8 @@ impl EndpointTable {
             e.container_id == spec.container_id
                 && e.revision == spec.action_revision
                 && e.address == spec.address
+                && e.namespace == spec.invoking_namespace
+                && e.token == spec.token
         }) {
             ep.marked.store(spec.marked_for_removal, Ordering::Release);
             ep.capacity.store(spec.capacity.max(1), Ordering::Release);
@@ -317,11 +338,13 @@ mod tests {
             address: format!("127.0.0.1:{}", 1000 + id.len()).into(),
             capacity: cap,
             marked_for_removal: false,
+            invoking_namespace: fqn.split('/').next().unwrap_or_default().into(),
+            token: ContainerToken::from_wire(&format!("token-of-{id}")).unwrap_or_default(),
         }
     }
 
     fn take(pool: &Arc<Pool>) -> Option<Slot> {
-        match pool.try_acquire(1) {
+        match pool.try_acquire(1, "guest") {
             Pick::Ready(s) => Some(s),
             _ => None,
         }
@@ -338,7 +361,7 @@ mod tests {
         assert_ne!(s1.endpoint().container_id, s2.endpoint().container_id);
         let s3 = take(&pool).unwrap();
         let s4 = take(&pool).unwrap();
-        assert!(matches!(pool.try_acquire(1), Pick::Busy));
+        assert!(matches!(pool.try_acquire(1, "guest"), Pick::Busy));
         drop(s3);
         let s5 = take(&pool).unwrap();
         drop((s1, s2, s4, s5));
@@ -352,9 +375,27 @@ mod tests {
         let t = EndpointTable::default();
         t.upsert(spec("a", "guest/x", 1));
         let pool = t.pool("guest/x").unwrap();
-        assert!(matches!(pool.try_acquire(2), Pick::Empty));
+        assert!(matches!(pool.try_acquire(2, "guest"), Pick::Empty));
         let empty = t.pool_or_create(&Arc::from("guest/none"));
-        assert!(matches!(empty.try_acquire(1), Pick::Empty));
+        assert!(matches!(empty.try_acquire(1, "guest"), Pick::Empty));
+    }
+
+    #[test]
+    fn only_endpoints_of_the_callers_namespace_are_picked() {
+        let t = EndpointTable::default();
+        let mut other = spec("o", "guest/x", 4);
+        other.invoking_namespace = "alice".into();
+        t.upsert(other);
+        let pool = t.pool("guest/x").unwrap();
+        assert!(matches!(pool.try_acquire(1, "guest"), Pick::Empty));
+        assert!(matches!(pool.try_acquire(1, "bob"), Pick::Empty));
+        assert!(
+            matches!(&pool.try_acquire(1, "alice"), Pick::Ready(s) if &*s.endpoint().container_id == "o")
+        );
+        t.upsert(spec("g", "guest/x", 1));
+        assert!(
+            matches!(&pool.try_acquire(1, "guest"), Pick::Ready(s) if &*s.endpoint().container_id == "g")
+        );
     }
 
     #[test]
@@ -365,9 +406,9 @@ mod tests {
         t.upsert(m);
         t.upsert(spec("rr", "guest/x", 1));
         let pool = t.pool("guest/x").unwrap();
-        let first = pool.try_acquire(1);
+        let first = pool.try_acquire(1, "guest");
         assert!(matches!(&first, Pick::Ready(s) if &*s.endpoint().container_id == "rr"));
-        let second = pool.try_acquire(1);
+        let second = pool.try_acquire(1, "guest");
         assert!(matches!(&second, Pick::Marked(s) if &*s.endpoint().container_id == "m"));
     }
 
@@ -379,7 +420,7 @@ mod tests {
         pool.endpoints()[0]
             .open_until_ms
             .store(now_ms() + 10_000, Ordering::Release);
-        assert!(matches!(pool.try_acquire(1), Pick::Busy));
+        assert!(matches!(pool.try_acquire(1, "guest"), Pick::Busy));
     }
 
     #[test]

@@ -222,7 +222,7 @@ impl Router {
             }));
         }
         let pool = self.tables.endpoints.pool_or_create(&action.fqn);
-        match pool.try_acquire(action.revision) {
+        match pool.try_acquire(action.revision, &invocation.namespace) {
             Pick::Ready(slot) => Ok(Decision::Admitted(Admission {
                 invocation,
                 slot,
@@ -300,7 +300,7 @@ impl Router {
                 .saturating_duration_since(Instant::now())
                 .as_millis() as u64;
         self.waiter()
-            .acquire(&inv.action, deadline, deadline_ms)
+            .acquire(&inv.action, &inv.namespace, deadline, deadline_ms)
             .await
     }
 

@@ -34,10 +34,11 @@ impl From<ColdStartFailure> for Rejection {
 
 /// The router's side of the control plane, as the domain needs it.
 pub trait ControlPlane: Send + Sync + 'static {
-    /// Asks for a ready container of the action.
+    /// Asks for a ready container of the action, serving `namespace` (the caller's).
     fn cold_start(
         &self,
         fqn: Arc<str>,
+        namespace: Arc<str>,
         deadline_ms: u64,
     ) -> BoxFuture<'static, Result<EndpointSpec, ColdStartFailure>>;
     /// A container marked for removal got a request (fire and forget).

@@ -1,5 +1,5 @@
-//! An HTTP/1.1 keep-alive client to container proxies: one invoke, with the context headers, and
-//! the proxy's answer.
+//! An HTTP/1.1 keep-alive client to container proxies: one invoke, with the context headers and
+//! the container's token (the proxy refuses requests without it), and the proxy's answer.
 
 use std::time::Duration;
 
@@ -11,8 +11,10 @@ use hyper_util::rt::TokioExecutor;
 
 use super::KeptRequest;
 use super::context::context_headers;
+use crate::domain::endpoints::Endpoint;
 use crate::domain::invocation::Invocation;
 use crate::domain::retry_after;
+use whisk_vocab::token::CONTAINER_TOKEN_HEADER;
 
 /// A keep-alive HTTP/1.1 client to container proxies.
 #[derive(Clone)]
@@ -53,15 +55,19 @@ pub enum CallError {
 }
 
 impl ProxyClient {
-    /// Waits up to `bound` for activation `id` to end on the proxy at `address`
+    /// Waits up to `bound` for activation `id` to end on the proxy of `endpoint`
     /// (`GET /_whisk/activations/{id}/end`). True once it ended — or once nothing more can be
     /// learnt (the proxy is gone, or does not know the endpoint) — false if it still runs.
-    pub async fn await_end(&self, address: &str, id: &str, bound: Duration) -> bool {
+    pub async fn await_end(&self, endpoint: &Endpoint, id: &str, bound: Duration) -> bool {
         let uri = format!(
-            "http://{address}/_whisk/activations/{id}/end?wait_ms={}",
+            "http://{}/_whisk/activations/{id}/end?wait_ms={}",
+            endpoint.address,
             bound.as_millis()
         );
-        let Ok(req) = hyper::Request::get(uri).body(Full::new(Bytes::new())) else {
+        let Ok(req) = hyper::Request::get(uri)
+            .header(CONTAINER_TOKEN_HEADER, endpoint.token.expose())
+            .body(Full::new(Bytes::new()))
+        else {
             return true;
         };
         match tokio::time::timeout(bound + Duration::from_secs(1), self.client.request(req)).await {
@@ -71,21 +77,24 @@ impl ProxyClient {
         }
     }
 
-    /// POSTs one invoke of `inv` with the context headers to the proxy at `address`.
+    /// POSTs one invoke of `inv` with the context headers to the proxy of `endpoint`.
     pub async fn call(
         &self,
-        address: &str,
+        endpoint: &Endpoint,
         inv: &Invocation,
         request: &KeptRequest,
         body: Bytes,
         timeout: Duration,
     ) -> Result<ProxyAnswer, CallError> {
         let uri = format!(
-            "http://{address}/api/v1/namespaces/{}/actions/{}",
+            "http://{}/api/v1/namespaces/{}/actions/{}",
+            endpoint.address,
             inv.namespace,
             inv.action.fqn.split_once('/').map_or("", |(_, rest)| rest)
         );
-        let mut req = hyper::Request::post(uri).header("content-type", "application/json");
+        let mut req = hyper::Request::post(uri)
+            .header("content-type", "application/json")
+            .header(CONTAINER_TOKEN_HEADER, endpoint.token.expose());
         for (k, v) in context_headers(inv, &request.transaction_id) {
             req = req.header(k, v);
         }

@@ -50,9 +50,9 @@ pub async fn call_until_answered(
 ) -> Result<ProxyAnswer, InvokeError> {
     let limit = run_limit(inv) + RUN_GRACE + Duration::from_secs(5);
     loop {
-        let address = slot.endpoint().address.clone();
+        let endpoint = slot.endpoint().clone();
         match client
-            .call(&address, inv, request, body.clone(), limit)
+            .call(&endpoint, inv, request, body.clone(), limit)
             .await
         {
             Ok(a) if a.status == 429 => {

@@ -17,11 +17,11 @@ use crate::domain::pipeline::Admission;
 
 /// Holds `admission` until its activation ends in its container.
 pub fn hold_until_end(client: ProxyClient, admission: Admission) {
-    let address = admission.slot.endpoint().address.clone();
+    let endpoint = admission.slot.endpoint().clone();
     let id = admission.invocation.activation_id.clone();
     let limit = Duration::from_millis(admission.invocation.action.limits.timeout_ms as u64);
     tokio::spawn(async move {
-        let ended = client.await_end(&address, &id, limit + END_GRACE).await;
+        let ended = client.await_end(&endpoint, &id, limit + END_GRACE).await;
         if !ended {
             tracing::warn!(activation_id = %id, "activation still running past its time limit; its slots are released");
         }

@@ -22,6 +22,7 @@ use crate::domain::rejection::{Rejection, WWW_AUTHENTICATE};
 use crate::envoy::headers::{CONTEXT_PREFIX, raw};
 use crate::upstream::client::ProxyAnswer;
 use crate::upstream::context::context_headers;
+use whisk_vocab::token::CONTAINER_TOKEN_HEADER;
 
 /// The dynamic-metadata namespace Envoy's `ORIGINAL_DST` cluster reads `dst` from.
 pub const METADATA_NAMESPACE: &str = "whisk.router";
@@ -108,7 +109,8 @@ pub fn hold_for(d: Duration) -> ProcessingResponse {
 }
 
 /// Sends the request to the admitted container (its address as dynamic metadata for Envoy's
-/// `ORIGINAL_DST` cluster) with the context headers; context headers the client sent are removed.
+/// `ORIGINAL_DST` cluster) with the context headers and the container's token; context headers
+/// the client sent are removed.
 pub fn route(
     map: &HeaderMap,
     admission: &Admission,
@@ -123,6 +125,12 @@ pub fn route(
     if let Some(tp) = traceparent {
         set_headers.push(raw("traceparent", tp));
     }
+    // The container's proxy runs only what carries its token: set from the table, overwriting
+    // whatever a client sent under that name (an `x-whisk-` header, so never passed through).
+    set_headers.push(raw(
+        CONTAINER_TOKEN_HEADER,
+        admission.slot.endpoint().token.expose(),
+    ));
     let remove_headers = map
         .headers
         .iter()

@@ -1,0 +1,203 @@
+//! Authenticated reports over real gRPC: a container proxy's `ReportActivation` and
+//! `ReportUnusable` count only with its container's token, only for the action it holds; records
+//! are stored under the container's invoking namespace and never overwritten.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use whisk_controlplane::ControlPlaneHandle;
+use whisk_controlplane::pool::Endpoint;
+use whisk_proto::controlplane::v1 as pb;
+
+fn record(id: &str, path: &str, namespace: &str, result: u32) -> String {
+    json!({
+        "namespace": namespace, "name": path.rsplit('/').next().unwrap(), "subject": namespace,
+        "activationId": id, "start": 1000, "end": 1010, "duration": 10,
+        "response": { "statusCode": 0, "result": { "n": result } }, "logs": [],
+        "annotations": [{ "key": "path", "value": path }],
+    })
+    .to_string()
+}
+
+async fn report(
+    cp: &ControlPlaneHandle,
+    container_id: &str,
+    token: Option<&str>,
+    json: String,
+) -> Result<(), tonic::Status> {
+    let mut request = tonic::Request::new(pb::ReportActivationRequest {
+        container_id: container_id.into(),
+        activation_json: json,
+    });
+    if let Some(t) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    grpc(cp).await.report_activation(request).await.map(|_| ())
+}
+
+fn stored(cp: &ControlPlaneHandle, namespace: &str, id: &str) -> Option<Value> {
+    cp.plane().store.get_activation(namespace, id).unwrap()
+}
+
+/// A control plane with alice's container of guest's public `shared/count` and guest's
+/// container of `private`.
+async fn two_containers(dir: &std::path::Path) -> (ControlPlaneHandle, Endpoint, Endpoint) {
+    let cp = start_fake(test_config(dir), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/shared",
+            json!({ "publish": true }),
+        )
+        .await;
+    guest
+        .put(
+            "/api/v1/namespaces/_/actions/shared/count",
+            nodejs_action("x"),
+        )
+        .await;
+    guest
+        .put("/api/v1/namespaces/_/actions/private", nodejs_action("x"))
+        .await;
+    let plane = cp.plane().clone();
+    let alices =
+        whisk_controlplane::coldstart::cold_start(&plane, "guest/shared/count", "alice", None)
+            .await
+            .unwrap();
+    let guests = whisk_controlplane::coldstart::cold_start(&plane, "guest/private", "", None)
+        .await
+        .unwrap();
+    (cp, alices, guests)
+}
+
+#[tokio::test]
+async fn a_containers_report_counts_only_with_its_token_for_its_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, a, b) = two_containers(dir.path()).await;
+    let id = "0123456789abcdef0123456789abcdef";
+    let path = "guest/shared/count";
+
+    // No token, or container B's token on container A: unauthenticated, nothing stored.
+    let none = report(&cp, &a.container_id, None, record(id, path, "alice", 1)).await;
+    assert_eq!(none.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let other = report(
+        &cp,
+        &a.container_id,
+        Some(b.token.expose()),
+        record(id, path, "alice", 1),
+    )
+    .await;
+    assert_eq!(other.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let unknown = report(
+        &cp,
+        "wsk-nope",
+        Some(a.token.expose()),
+        record(id, path, "alice", 1),
+    )
+    .await;
+    assert_eq!(unknown.unwrap_err().code(), tonic::Code::Unauthenticated);
+    // The right token, but a record of an action the container does not hold.
+    let foreign = report(
+        &cp,
+        &a.container_id,
+        Some(a.token.expose()),
+        record(id, "guest/private", "guest", 1),
+    )
+    .await;
+    assert_eq!(foreign.unwrap_err().code(), tonic::Code::PermissionDenied);
+    for ns in ["alice", "guest"] {
+        assert!(stored(&cp, ns, id).is_none(), "stored in {ns}");
+    }
+
+    // A record claiming another namespace is stored under the container's invoking namespace.
+    report(
+        &cp,
+        &a.container_id,
+        Some(a.token.expose()),
+        record(id, path, "guest", 1),
+    )
+    .await
+    .unwrap();
+    assert!(stored(&cp, "guest", id).is_none());
+    let kept = stored(&cp, "alice", id).expect("stored under alice");
+    assert_eq!(kept["namespace"], "alice");
+    assert_eq!(kept["response"]["result"]["n"], 1);
+
+    // A repeat of the id is acknowledged and ignored: the first record stays.
+    report(
+        &cp,
+        &a.container_id,
+        Some(a.token.expose()),
+        record(id, path, "alice", 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        stored(&cp, "alice", id).unwrap()["response"]["result"]["n"],
+        1
+    );
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_record_the_router_produced_never_overwrites_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, a, _) = two_containers(dir.path()).await;
+    let id = "fedcba9876543210fedcba9876543210";
+    report(
+        &cp,
+        &a.container_id,
+        Some(a.token.expose()),
+        record(id, "guest/shared/count", "alice", 1),
+    )
+    .await
+    .unwrap();
+    // Without a container (the router's path): accepted, but the stored record stays.
+    report(&cp, "", None, record(id, "guest/shared/count", "alice", 9))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&cp, "alice", id).unwrap()["response"]["result"]["n"],
+        1
+    );
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn unusable_reports_with_a_wrong_token_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, a, b) = two_containers(dir.path()).await;
+    let unusable = |token: Option<String>| {
+        let mut request = tonic::Request::new(pb::ReportUnusableRequest {
+            container_id: a.container_id.clone(),
+            reason: "test".into(),
+        });
+        if let Some(t) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        request
+    };
+    let mut client = grpc(&cp).await;
+    let wrong = client
+        .report_unusable(unusable(Some(b.token.expose().to_string())))
+        .await;
+    assert_eq!(wrong.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let alive = |cp: &ControlPlaneHandle| {
+        cp.plane()
+            .container_ids()
+            .iter()
+            .any(|(id, _, _)| *id == a.container_id)
+    };
+    assert!(alive(&cp), "a refused report removes nothing");
+    client
+        .report_unusable(unusable(Some(a.token.expose().to_string())))
+        .await
+        .unwrap();
+    assert!(!alive(&cp));
+    cp.shutdown().await;
+}
