@@ -56,6 +56,12 @@ fn stem_with_token(kind: &str, cp: &ControlPlaneStub, token: &str) -> ProxyProce
 async fn only_invokes_vouched_for_with_this_containers_token_run() {
     let cp = ControlPlaneStub::start().await;
     let dir = tempfile::tempdir().unwrap();
+    // The action may run as a user of its own (a root proxy isolates it): let it write here.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let marker = dir.path().join("ran");
     let a = ready_proxy(&cp, "nodejs:20", action("sees", "nodejs:20", SEES)).await;
     let other_token = "b".repeat(64);
@@ -89,8 +95,10 @@ async fn only_invokes_vouched_for_with_this_containers_token_run() {
     assert!(!seen.contains(TOKEN), "the action saw the token: {seen}");
     assert!(!seen.contains("WHISK_CONTAINER_TOKEN"), "{seen}");
     // B's own token works on B.
-    let (status, _) = call(&b, Some(&other_token), "guest/sees", &marker).await;
-    assert_eq!(status, 200);
+    // (Its own marker: A's file belongs to A's action user when the proxies run as root.)
+    let marker_b = dir.path().join("ran-b");
+    let (status, body_b) = call(&b, Some(&other_token), "guest/sees", &marker_b).await;
+    assert_eq!(status, 200, "{body_b}");
     // The proxy removed the token from its own environment at start-up.
     let environ = std::fs::read(format!("/proc/{}/environ", a.pid())).unwrap();
     assert!(!String::from_utf8_lossy(&environ).contains(TOKEN));

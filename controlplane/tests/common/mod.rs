@@ -303,7 +303,10 @@ impl RouterToken {
 
 impl tonic::service::Interceptor for RouterToken {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
+        // A call that carries a credential of its own (a container's report) keeps it.
+        if let Some(v) = &self.0
+            && !req.metadata().contains_key("authorization")
+        {
             req.metadata_mut().insert("authorization", v.clone());
         }
         Ok(req)
