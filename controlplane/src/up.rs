@@ -22,6 +22,9 @@ use whisk_stack::child::{Child, spawn_announcing};
 use whisk_stack::envoy::{self, Envoy, EnvoySpec, RouterLink};
 
 use crate::config::{Config, parse_prewarm};
+
+/// The token Envoy presents to the router (`<data-dir>/router-ingress-token`).
+const INGRESS_TOKEN_FILE: &str = "router-ingress-token";
 use crate::plane::{GUEST_KEY, GUEST_UUID};
 
 /// How Envoy reaches the router.
@@ -157,7 +160,15 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         Flavour::Sidecar => Some(data.join("router.sock")),
     };
     let telemetry = args.telemetry.to_args();
-    let cp_token = controlplane.router_token_file().to_path_buf();
+    // The router's credentials: the control plane's router token, and the ingress token Envoy
+    // presents to the router (made on the first start, owner-only, in the data dir).
+    let ingress_file = data.join(INGRESS_TOKEN_FILE);
+    let ingress_token = crate::admin::load_or_create_token(&ingress_file)
+        .map_err(|e| UpError::DataDir(ingress_file.clone(), e))?;
+    let cp_token = RouterTokens {
+        controlplane: controlplane.router_token_file().to_path_buf(),
+        ingress: ingress_file,
+    };
     let router = start_router(
         &router_bin,
         &controlplane.grpc_url(),
@@ -174,6 +185,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         router: router_link.clone(),
         controlplane_api: controlplane.http_addr(),
         access_log: logs.join("envoy-access.log"),
+        ingress_token: Some(ingress_token),
     };
     let envoy = envoy::start(&envoy_bin, &spec, &envoy_dir, Duration::from_secs(60)).await?;
     let apihost = envoy.url();
@@ -233,7 +245,7 @@ struct Launch<'a> {
     envoy_bin: &'a Path,
     spec: &'a EnvoySpec,
     cp_grpc: &'a str,
-    cp_token: &'a Path,
+    cp_token: &'a RouterTokens,
     logs: &'a Path,
     envoy_dir: &'a Path,
     telemetry: &'a [String],
@@ -307,10 +319,18 @@ async fn stop_envoy(mut envoy: Envoy) {
     let _ = envoy.process.kill().await;
 }
 
+/// The files a router reads its credentials from.
+struct RouterTokens {
+    /// Presented to the control plane (`--controlplane-token-file`).
+    controlplane: PathBuf,
+    /// Expected from Envoy (`--ingress-token-file`).
+    ingress: PathBuf,
+}
+
 async fn start_router(
     bin: &Path,
     cp_grpc: &str,
-    cp_token: &Path,
+    cp_token: &RouterTokens,
     listen: &str,
     uds: Option<&Path>,
     logs: &Path,
@@ -319,7 +339,9 @@ async fn start_router(
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(["--controlplane", cp_grpc])
         .arg("--controlplane-token-file")
-        .arg(cp_token)
+        .arg(&cp_token.controlplane)
+        .arg("--ingress-token-file")
+        .arg(&cp_token.ingress)
         .args(telemetry);
     match uds {
         Some(path) => cmd.arg("--uds").arg(path),

@@ -61,6 +61,11 @@ pub struct Config {
     /// again before every resubscription.
     #[arg(long, env = "WHISK_CONTROLPLANE_TOKEN_FILE")]
     pub controlplane_token_file: Option<PathBuf>,
+    /// File holding the token Envoy presents on every ext_proc/ext_authz stream over TCP (gRPC
+    /// metadata `x-whisk-ingress-token`); streams without it are refused. Without this flag the
+    /// TCP port serves any caller: use it only with a private Unix socket (`--uds`) or in tests.
+    #[arg(long, env = "WHISK_INGRESS_TOKEN_FILE")]
+    pub ingress_token_file: Option<PathBuf>,
     /// Name of this router, unique per process (default: router-<pid>-<random>).
     #[arg(long, env = "WHISK_ROUTER_ID")]
     pub router_id: Option<String>,

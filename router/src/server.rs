@@ -17,7 +17,7 @@ use crate::control::{client::GrpcControlPlane, sync};
 use crate::domain::pipeline::Router;
 use crate::domain::ports::ControlPlane;
 use crate::domain::tables::Tables;
-use crate::envoy::{extauthz::ExtAuthz, extproc::ExtProc};
+use crate::envoy::{extauthz::ExtAuthz, extproc::ExtProc, ingress::IngressGate};
 use crate::metrics::RouterMetrics;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -30,6 +30,8 @@ pub enum ServerError {
     ControlPlane(#[from] tonic::transport::Error),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error("ingress token file {0}: {1}")]
+    IngressToken(PathBuf, std::io::Error),
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -102,6 +104,17 @@ pub async fn start(config: Config) -> Result<RouterHandle, ServerError> {
         router.tables.clone(),
     )));
 
+    let tcp_gate = match &config.ingress_token_file {
+        Some(path) => {
+            IngressGate::from_file(path).map_err(|e| ServerError::IngressToken(path.clone(), e))?
+        }
+        None => {
+            if listen.is_some() {
+                tracing::warn!("no --ingress-token-file: the router's TCP port serves any caller");
+            }
+            IngressGate::open()
+        }
+    };
     let mut tcp_addr = None;
     if let Some(addr) = listen {
         let listener = TcpListener::bind(addr).await?;
@@ -109,7 +122,7 @@ pub async fn start(config: Config) -> Result<RouterHandle, ServerError> {
         // `serve_with_incoming` ignores the builder's `tcp_nodelay`: without it every ext_proc
         // answer can wait ~40 ms for a delayed ACK.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let svc = services(&router, &metrics, &health);
+        let svc = services(&router, &metrics, &health, tcp_gate.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = svc.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "gRPC server (tcp) failed");
@@ -120,7 +133,7 @@ pub async fn start(config: Config) -> Result<RouterHandle, ServerError> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         let incoming = UnixListenerStream::new(listener);
-        let svc = services(&router, &metrics, &health);
+        let svc = services(&router, &metrics, &health, IngressGate::open());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = svc.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "gRPC server (uds) failed");
@@ -140,15 +153,19 @@ fn services(
     router: &Arc<Router>,
     metrics: &RouterMetrics,
     health: &HealthServer<HealthService>,
+    gate: IngressGate,
 ) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health.clone())
-        .add_service(ExternalProcessorServer::new(ExtProc::new(
-            router.clone(),
-            metrics.clone(),
-        )))
-        .add_service(AuthorizationServer::new(ExtAuthz::new(router.clone())))
+        .add_service(ExternalProcessorServer::with_interceptor(
+            ExtProc::new(router.clone(), metrics.clone()),
+            gate.clone(),
+        ))
+        .add_service(AuthorizationServer::with_interceptor(
+            ExtAuthz::new(router.clone()),
+            gate,
+        ))
 }
 
 /// Flips the gRPC health status with the router's readiness (it holds a snapshot or not).

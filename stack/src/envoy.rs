@@ -66,6 +66,9 @@ pub struct EnvoySpec {
     pub router: RouterLink,
     pub controlplane_api: SocketAddr,
     pub access_log: PathBuf,
+    /// The token Envoy presents to a router over TCP (`x-whisk-ingress-token`; the router's
+    /// `--ingress-token-file`). `None` sends an empty one, which only an ungated router accepts.
+    pub ingress_token: Option<String>,
 }
 
 /// Fills the template of the spec's flavour; the admin socket ([`ADMIN_SOCKET`]) is left for
@@ -91,7 +94,11 @@ pub fn render(spec: &EnvoySpec) -> String {
         RouterLink::Tcp(addr) => {
             out = out
                 .replace("{{ROUTER_ADDRESS}}", &addr.ip().to_string())
-                .replace("{{ROUTER_PORT}}", &addr.port().to_string());
+                .replace("{{ROUTER_PORT}}", &addr.port().to_string())
+                .replace(
+                    "{{INGRESS_TOKEN}}",
+                    spec.ingress_token.as_deref().unwrap_or_default(),
+                );
         }
         RouterLink::Unix(path) => {
             out = out.replace("{{ROUTER_SOCKET}}", &path.display().to_string());

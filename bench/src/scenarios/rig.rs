@@ -268,6 +268,7 @@ pub async fn start_with(
                 // Management calls are never made here; point them at the upstream.
                 controlplane_api: upstream_addr,
                 access_log: dir.join("envoy-access.log"),
+                ingress_token: None,
             };
             EnvoyProcess::Template(envoy::start(&tools.envoy, &spec, &dir, START_TIMEOUT).await?)
         }

@@ -4,3 +4,4 @@
 pub mod extauthz;
 pub mod extproc;
 pub mod headers;
+pub mod ingress;

@@ -342,6 +342,9 @@ async fn serve_conn(
 /// The router token the bench's control plane demands and its routers present.
 pub const BENCH_TOKEN: &str = "bench-router-token";
 
+/// The token the bench's Envoy presents to its router.
+pub const INGRESS_TOKEN: &str = "bench-ingress-token-0123456789abcdef";
+
 pub struct Bench {
     pub cp: FakeControlPlane,
     pub router: Option<whisk_stack::child::Child>,
@@ -412,6 +415,11 @@ impl Bench {
         let mut router_args: Vec<String> = router_args.iter().map(|a| a.to_string()).collect();
         router_args.push("--controlplane-token-file".into());
         router_args.push(token_file.display().to_string());
+        // Envoy proves itself to the router, as in `whisk up`.
+        let ingress_file = dir.path().join("ingress-token");
+        std::fs::write(&ingress_file, INGRESS_TOKEN).unwrap();
+        router_args.push("--ingress-token-file".into());
+        router_args.push(ingress_file.display().to_string());
         let cp = FakeControlPlane::new();
         cp.require_token(BENCH_TOKEN);
         cp.push(pb::TableUpdate {
@@ -447,6 +455,7 @@ impl Bench {
                 router: link,
                 controlplane_api: management.addr,
                 access_log: dir.path().join("access.log"),
+                ingress_token: Some(INGRESS_TOKEN.into()),
             },
             dir.path(),
             Duration::from_secs(30),
