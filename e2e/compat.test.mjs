@@ -110,3 +110,49 @@ test('a kind this stack cannot run is refused at create with 400; defaults resol
   const info = await (await fetch(`${stack.apihost}/api/v1`)).json();
   assert.ok(info.runtimes.nodejs.some((r) => r.kind === 'nodejs:20' && r.default === true), JSON.stringify(info.runtimes));
 });
+
+test('invoking through a package binding merges package < binding < action < invoke parameters', async () => {
+  const kv = (o) => Object.entries(o).map(([key, value]) => ({ key, value }));
+  // guest publishes a package; another tenant binds it in their own namespace.
+  await ow.packages.create({
+    name: 'shared',
+    package: { publish: true, parameters: kv({ p: 'package', q: 'package', r: 'package', s: 'package' }) },
+  });
+  await ow.actions.create({
+    name: 'shared/echo',
+    action: 'function main(params) { return params; }',
+    params: { r: 'action', s: 'action' },
+  });
+  const key = stack.admin('user', 'create', 'binder').trim().split('\n').pop();
+  const binder = openwhisk({ apihost: stack.apihost, api_key: key });
+  await binder.packages.create({
+    name: 'mine',
+    package: { binding: { namespace: 'guest', name: 'shared' }, parameters: kv({ q: 'binding', r: 'binding' }) },
+  });
+  const invoke = () =>
+    binder.actions.invoke({ name: 'mine/echo', blocking: true, result: true, params: { s: 'invoke' } });
+  assert.deepEqual(await invoke(), { p: 'package', q: 'binding', r: 'action', s: 'invoke' });
+
+  // The binding's parameters change: the next invoke sees them (its containers held the old ones).
+  await binder.packages.update({
+    name: 'mine',
+    package: { binding: { namespace: 'guest', name: 'shared' }, parameters: kv({ q: 'binding-2' }) },
+  });
+  assert.deepEqual(await invoke(), { p: 'package', q: 'binding-2', r: 'action', s: 'invoke' });
+  // So does the bound action's code (its parameters are kept by the update).
+  await ow.actions.update({ name: 'shared/echo', action: 'function main(params) { return { v: 2, ...params }; }' });
+  assert.deepEqual(await invoke(), { v: 2, p: 'package', q: 'binding-2', r: 'action', s: 'invoke' });
+
+  // A binding is its namespace's own: guest cannot invoke through it.
+  await assert.rejects(
+    ow.actions.invoke({ name: '/binder/mine/echo', blocking: true }),
+    (e) => e.statusCode === 403 || e.statusCode === 404,
+  );
+  // Unpublished, the package is out of the binding's reach; deleted, the binding exposes nothing.
+  await ow.packages.update({ name: 'shared', package: { publish: false } });
+  await assert.rejects(invoke(), (e) => e.statusCode === 404);
+  await ow.packages.update({ name: 'shared', package: { publish: true } });
+  assert.equal((await invoke()).q, 'binding-2');
+  await binder.packages.delete({ name: 'mine' });
+  await assert.rejects(invoke(), (e) => e.statusCode === 404);
+});

@@ -10,7 +10,7 @@ let stack;
 let url;
 let auth;
 
-const SLOW = 'function main() { return new Promise((r) => setTimeout(() => r({ done: true }), 2500)); }';
+const SLOW = 'function main() { return new Promise((r) => setTimeout(() => r({ done: true }), 6000)); }';
 
 before(async () => {
   stack = await startStack();

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::backend::{InitError, UnitSpec};
-use crate::model::{ActionDoc, KeyValue};
+use crate::model::ActionDoc;
 use crate::plane::Plane;
 use crate::pool::{Assigned, Container, Endpoint, State, new_container_id};
 use crate::starts::{ColdStartError, outcome_label};
@@ -41,7 +41,7 @@ pub async fn cold_start(
     if deadline.is_some_and(|d| d <= Instant::now()) {
         return Err(ColdStartError::DeadlineExceeded);
     }
-    let action = match plane.store.get_action(fqn) {
+    let action = match crate::bindings::resolve(plane, fqn) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let err = ColdStartError::UnknownAction(format!(
@@ -319,7 +319,7 @@ async fn start_for_inner(
     plane.put_container(registered);
 
     // The action may have changed while we were starting: never hand out a stale revision.
-    match plane.store.get_action(&fqn) {
+    match crate::bindings::resolve(&plane, &fqn) {
         Ok(Some(current)) if current.revision == action.revision => Ok(endpoint),
         _ => {
             plane.remove_container(&id, true);
@@ -342,16 +342,7 @@ fn own_image(action: &ActionDoc) -> Option<String> {
 /// Contract 3's init body: the action (package parameters merged under its own), env, and the
 /// namespace the container serves (backends record it to adopt the unit after a restart).
 fn init_payload(plane: &Plane, a: &ActionDoc, invoker: &str) -> Value {
-    let mut parameters: Vec<KeyValue> = Vec::new();
-    if let Some(pkg) = &a.package
-        && let Ok(Some(p)) = plane.store.get_package(&format!("{}/{pkg}", a.namespace))
-    {
-        parameters.extend(p.parameters);
-    }
-    for kv in &a.parameters {
-        parameters.retain(|p| p.key != kv.key);
-        parameters.push(kv.clone());
-    }
+    let parameters = crate::bindings::init_parameters(plane, a);
     json!({
         "action": {
             "namespace": a.namespace,

@@ -9,6 +9,7 @@ pub mod acks;
 pub mod admin;
 pub mod api;
 pub mod backend;
+pub mod bindings;
 pub mod cli;
 pub mod coldstart;
 pub mod config;

@@ -129,6 +129,11 @@ impl Plane {
                 .is_some_and(|p| published.contains(&format!("{}/{}", a.namespace, p)));
             d.upsert_action(&a, public);
         }
+        for binding in self.store.list_packages(None)? {
+            for a in crate::bindings::exposed(self, &binding)? {
+                d.upsert_action(&a, false);
+            }
+        }
         self.hub.publish(d);
         self.hub.flush();
         Ok(())
@@ -148,6 +153,9 @@ impl Plane {
         d.upsert_action(doc, self.is_public(doc));
         self.hub.publish(d);
         self.retire(&doc.fqn(), Some(doc.revision));
+        if let Some(pkg) = &doc.package {
+            self.bindings_changed(&format!("{}/{pkg}", doc.namespace), false);
+        }
     }
 
     /// An action was deleted: push the removal and retire all its containers.
@@ -156,6 +164,36 @@ impl Plane {
         d.remove_action(fqn);
         self.hub.publish(d);
         self.retire(fqn, None);
+        if let Some((package, _)) = fqn.rsplit_once('/')
+            && package.contains('/')
+        {
+            self.bindings_changed(package, false);
+        }
+    }
+
+    /// A package or binding was deleted: what bindings exposed through it is withdrawn.
+    pub fn package_deleted(&self, pkg: &PackageDoc) {
+        self.bindings_changed(&pkg.fqn(), true);
+    }
+
+    /// Republishes binding `fqn`, or every binding of package `fqn` (failures are logged: the
+    /// next change or a restart republishes them).
+    fn bindings_changed(&self, fqn: &str, parameters_changed: bool) {
+        let result = match self.store.get_package(fqn) {
+            Ok(Some(p)) if p.binding.is_some() => {
+                crate::bindings::republish(self, fqn, parameters_changed)
+            }
+            Ok(Some(_)) => crate::bindings::republish_bindings_to(self, fqn, parameters_changed),
+            // Deleted: if it was a binding, withdraw what it exposed (a deleted package has no
+            // actions left under its name); if a bound package, its bindings expose nothing now.
+            Ok(None) => crate::bindings::republish(self, fqn, parameters_changed).and_then(|()| {
+                crate::bindings::republish_bindings_to(self, fqn, parameters_changed)
+            }),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            tracing::error!(package = fqn, error = %e, "cannot republish bindings");
+        }
     }
 
     /// A package was written: its actions' `public` flag may have changed, and their containers
@@ -173,6 +211,7 @@ impl Plane {
         for fqn in fqns {
             self.retire(&fqn, None);
         }
+        self.bindings_changed(&pkg.fqn(), true);
         Ok(())
     }
 
@@ -197,7 +236,7 @@ impl Plane {
     // ---- containers ---------------------------------------------------------------------
 
     /// Remove containers of `fqn` whose revision is not `keep_revision`.
-    fn retire(&self, fqn: &str, keep_revision: Option<u64>) {
+    pub(crate) fn retire(&self, fqn: &str, keep_revision: Option<u64>) {
         let ids = self.pool().of_action(fqn, keep_revision);
         for id in ids {
             self.remove_container(&id, true);
@@ -460,7 +499,7 @@ impl Plane {
                     last_activity: Instant::now(),
                     token,
                 }),
-                Some((fqn, revision)) => match self.store.get_action(fqn) {
+                Some((fqn, revision)) => match crate::bindings::resolve(self, fqn) {
                     Ok(Some(a)) if a.revision == *revision => Some(Container {
                         id: u.container_id.clone(),
                         kind: u.kind.clone(),

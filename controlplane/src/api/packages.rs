@@ -212,6 +212,7 @@ pub async fn delete(
         }
     }
     plane.store.delete_package(&fqn)?;
+    plane.package_deleted(&pkg);
     let params = pkg.parameters.clone();
     Ok(ok(pkg.to_json(&params, Vec::new())))
 }

@@ -1,0 +1,166 @@
+//! Package bindings on the data plane. Invoking `ns/binding/action` runs the bound package's
+//! action with the binding's parameters between the package's and the action's (OpenWhisk's
+//! order: package < binding < action < invoke). The router never resolves anything: each action a
+//! binding exposes is pushed as an action of its own, at `ns/binding/action` (the bound action's
+//! code, limits and revision, private to the binding's namespace, with OpenWhisk's `binding`
+//! annotation), so a warm invoke through a binding is as cheap as any other and its containers are
+//! its own (they hold the binding's parameters). A cold start resolves the same name here
+//! ([`resolve`]); the init parameters are merged in [`init_parameters`].
+//!
+//! Whenever a binding, its bound package or one of that package's actions changes, the binding's
+//! actions are recomputed and pushed ([`republish`]): stale ones removed, containers holding old
+//! parameters retired. A binding whose package is gone, or no longer published to the binding's
+//! namespace, exposes nothing (invokes get 404, as for any unknown action).
+
+use std::collections::HashSet;
+
+use whisk_vocab::KeyValue;
+use whisk_vocab::record::kv_set;
+
+use crate::model::{ActionDoc, PackageDoc};
+use crate::plane::{Plane, PlaneError};
+use crate::push::Delta;
+
+/// The actions `binding` exposes (none if it is not a binding or its package is out of reach).
+pub fn exposed(plane: &Plane, binding: &PackageDoc) -> Result<Vec<ActionDoc>, PlaneError> {
+    let Some(target) = &binding.binding else {
+        return Ok(Vec::new());
+    };
+    let Some(pkg) = plane
+        .store
+        .get_package(&format!("{}/{}", target.namespace, target.name))?
+    else {
+        return Ok(Vec::new());
+    };
+    if pkg.binding.is_some() || !(pkg.publish || pkg.namespace == binding.namespace) {
+        return Ok(Vec::new());
+    }
+    let binding_fqn = binding.fqn();
+    Ok(plane
+        .store
+        .list_actions(Some(&pkg.namespace))?
+        .into_iter()
+        .filter(|a| a.package.as_deref() == Some(pkg.name.as_str()))
+        .map(|mut a| {
+            a.namespace = binding.namespace.clone();
+            a.package = Some(binding.name.clone());
+            kv_set(
+                &mut a.annotations,
+                "binding",
+                serde_json::Value::String(binding_fqn.clone()),
+            );
+            a
+        })
+        .collect())
+}
+
+/// The action at `fqn` (`ns/[pkg/]name`): a stored one, or one a binding exposes.
+pub fn resolve(plane: &Plane, fqn: &str) -> Result<Option<ActionDoc>, PlaneError> {
+    if let Some(a) = plane.store.get_action(fqn)? {
+        return Ok(Some(a));
+    }
+    let mut parts = fqn.splitn(3, '/');
+    let (Some(ns), Some(pkg), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return Ok(None);
+    };
+    let Some(binding) = plane.store.get_package(&format!("{ns}/{pkg}"))? else {
+        return Ok(None);
+    };
+    Ok(exposed(plane, &binding)?
+        .into_iter()
+        .find(|a| a.name == name))
+}
+
+/// The parameters a container of `a` is initialised with: its package's (and, through a binding,
+/// the bound package's under the binding's), then its own.
+pub fn init_parameters(plane: &Plane, a: &ActionDoc) -> Vec<KeyValue> {
+    let mut parameters: Vec<KeyValue> = Vec::new();
+    let mut overlay = |kvs: &[KeyValue]| {
+        for kv in kvs {
+            parameters.retain(|p| p.key != kv.key);
+            parameters.push(kv.clone());
+        }
+    };
+    if let Some(pkg) = &a.package
+        && let Ok(Some(p)) = plane.store.get_package(&format!("{}/{pkg}", a.namespace))
+    {
+        if let Some(target) = &p.binding
+            && let Ok(Some(bound)) = plane
+                .store
+                .get_package(&format!("{}/{}", target.namespace, target.name))
+        {
+            overlay(&bound.parameters);
+        }
+        overlay(&p.parameters);
+    }
+    overlay(&a.parameters);
+    parameters
+}
+
+/// The bindings (`ns/name`) whose bound package is `package_fqn`.
+pub fn bindings_to(plane: &Plane, package_fqn: &str) -> Result<Vec<String>, PlaneError> {
+    Ok(plane
+        .store
+        .list_packages(None)?
+        .into_iter()
+        .filter(|p| {
+            p.binding
+                .as_ref()
+                .is_some_and(|t| format!("{}/{}", t.namespace, t.name) == package_fqn)
+        })
+        .map(|p| p.fqn())
+        .collect())
+}
+
+/// Recomputes and pushes what binding `binding_fqn` exposes (it may have been deleted): removes
+/// what it no longer exposes and retires those containers; retires every container of what it
+/// exposes when `parameters_changed`, else only those of older revisions.
+pub fn republish(
+    plane: &Plane,
+    binding_fqn: &str,
+    parameters_changed: bool,
+) -> Result<(), PlaneError> {
+    let now: Vec<ActionDoc> = match plane.store.get_package(binding_fqn)? {
+        Some(b) => exposed(plane, &b)?,
+        None => Vec::new(),
+    };
+    let prefix = format!("{binding_fqn}/");
+    let current: HashSet<String> = now.iter().map(ActionDoc::fqn).collect();
+    let stale: Vec<String> = plane
+        .hub
+        .snapshot()
+        .actions_upsert
+        .into_iter()
+        .map(|a| a.fqn)
+        .filter(|f| f.starts_with(&prefix) && !current.contains(f))
+        .collect();
+    let mut d = Delta::default();
+    for a in &now {
+        d.upsert_action(a, false);
+    }
+    for f in &stale {
+        d.remove_action(f);
+    }
+    plane.hub.publish(d);
+    for f in &stale {
+        plane.retire(f, None);
+    }
+    for a in &now {
+        let keep = (!parameters_changed).then_some(a.revision);
+        plane.retire(&a.fqn(), keep);
+    }
+    Ok(())
+}
+
+/// Republishes every binding of the package `package_fqn` (after it, or one of its actions,
+/// changed).
+pub fn republish_bindings_to(
+    plane: &Plane,
+    package_fqn: &str,
+    parameters_changed: bool,
+) -> Result<(), PlaneError> {
+    for b in bindings_to(plane, package_fqn)? {
+        republish(plane, &b, parameters_changed)?;
+    }
+    Ok(())
+}
