@@ -132,6 +132,10 @@ test('invoking through a package binding merges package < binding < action < inv
   const invoke = () =>
     binder.actions.invoke({ name: 'mine/echo', blocking: true, result: true, params: { s: 'invoke' } });
   assert.deepEqual(await invoke(), { p: 'package', q: 'binding', r: 'action', s: 'invoke' });
+  // The activation is the binder's, and names the binding, as OpenWhisk's records do.
+  const [latest] = await binder.activations.list({ name: 'echo', limit: 1, docs: true });
+  assert.equal(latest.namespace, 'binder');
+  assert.equal(latest.annotations.find((a) => a.key === 'binding')?.value, 'binder/mine');
 
   // The binding's parameters change: the next invoke sees them (its containers held the old ones).
   await binder.packages.update({

@@ -210,6 +210,10 @@ impl Recorded {
         if done.cause.is_some() {
             annotations.push(KeyValue::new("causedBy", json!("sequence")));
         }
+        // Invoked through a package binding: OpenWhisk names the binding (`ns/binding`).
+        if let Some(binding) = action.annotations.iter().find(|a| a.key == "binding") {
+            annotations.push(KeyValue::new("binding", binding.value.clone()));
+        }
         let record = ActivationRecord {
             namespace: done.namespace,
             name: action.name.clone(),
