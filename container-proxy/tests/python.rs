@@ -101,3 +101,32 @@ async fn python_zip_action() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["response"]["result"], json!({"n": 42}));
 }
+
+/// A zip with its dependencies in a `virtualenv` folder (as `virtualenv virtualenv && pip install`
+/// leaves them), as OpenWhisk's Python runtime accepts: the action imports them.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_zip_with_a_virtualenv() {
+    let cp = ControlPlaneStub::start().await;
+    let code = zip_base64(&[
+        (
+            "__main__.py",
+            "import vendored\n\ndef main(args):\n    return {\"from\": vendored.NAME}\n",
+        ),
+        (
+            "virtualenv/lib/python3.11/site-packages/vendored/__init__.py",
+            "NAME = 'virtualenv'\n",
+        ),
+        ("virtualenv/bin/activate_this.py", "# unused here\n"),
+    ]);
+    let mut act = action("pyvenv", "python:3", &code);
+    act["exec"]["binary"] = json!(true);
+    let proxy = ready_proxy(&cp, "python:3", act).await;
+    let reply = proxy
+        .invoke(&Invoke::blocking("guest/pyvenv"), json!({}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["response"]["result"],
+        json!({"from": "virtualenv"})
+    );
+}

@@ -1,8 +1,10 @@
 # Launcher for python actions, embedded in whisk-container-proxy (protocol: src/launchers/mod.rs).
 # stdin: one JSON message per line (first the init message, then /run messages);
 # fd 3: one reply line per message; stdout/stderr: the action's logs, each run ended by the sentinel.
+import glob
 import json
 import os
+import site
 import sys
 import traceback
 
@@ -30,6 +32,10 @@ def init(msg):
         directory = msg.get("dir")
         if directory:
             sys.path.insert(0, directory)
+            # A zip may bring its dependencies in a `virtualenv` folder, as OpenWhisk's Python
+            # runtime accepts: its site-packages (and their .pth files) come after the zip root.
+            for site_dir in sorted(glob.glob(os.path.join(directory, "virtualenv", "lib", "python*", "site-packages"))):
+                site.addsitedir(site_dir)
             filename = os.path.join(directory, "__main__.py")
             if not os.path.isfile(filename):
                 raise Exception("Zip file does not include __main__.py")
