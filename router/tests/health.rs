@@ -119,3 +119,36 @@ async fn oversized_headers_and_unknown_methods_get_an_answer() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-openwhisk-activation-id"));
 }
+
+/// With the control plane's HTTP API down (restarting, upgrading), management calls get
+/// OpenWhisk's 503 with a Retry-After, not Envoy's plain-text connection error; invokes are not
+/// affected (the router's tables serve them).
+#[tokio::test]
+async fn management_calls_get_openwhisk_503_with_retry_after_while_the_control_plane_is_down() {
+    let b = Bench::start_with_management_down().await;
+    let r = b
+        .http
+        .get(b.url("/api/v1/namespaces/_/actions"))
+        .header("authorization", guest_auth())
+        .header("x-request-id", "tid-down")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "error": "The server is currently unavailable (because it is overloaded or down for maintenance).",
+            "code": "tid-down"
+        })
+    );
+    // Warm invokes keep working.
+    let u = Upstream::start("a").await;
+    b.one_action("a", &u, 1).await;
+    assert_eq!(b.invoke("a").await.status(), 200);
+}

@@ -393,21 +393,27 @@ pub async fn start_router(
 impl Bench {
     /// Gateway flavour: Envoy reaches the router over TCP.
     pub async fn start() -> Bench {
-        Self::start_flavour(false, &[]).await
+        Self::start_flavour(false, &[], false).await
     }
 
     /// Gateway flavour, with these extra router arguments.
     pub async fn start_with_router_args(args: &[&str]) -> Bench {
-        Self::start_flavour(false, args).await
+        Self::start_flavour(false, args, false).await
     }
 
     /// Sidecar flavour: Envoy reaches the router over a Unix domain socket.
     pub async fn start_sidecar() -> Bench {
-        Self::start_flavour(true, &[]).await
+        Self::start_flavour(true, &[], false).await
+    }
+
+    /// Gateway flavour whose management upstream (the control plane's HTTP API) is down: nothing
+    /// listens at the address Envoy is given.
+    pub async fn start_with_management_down() -> Bench {
+        Self::start_flavour(false, &[], true).await
     }
 
     /// Guest and "other" namespaces (1000/min, 100 concurrent, 1 KiB payloads), no actions yet.
-    async fn start_flavour(sidecar: bool, router_args: &[&str]) -> Bench {
+    async fn start_flavour(sidecar: bool, router_args: &[&str], management_down: bool) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         // The fake checks the router token, as the real control plane does.
         let token_file = dir.path().join("controlplane-token");
@@ -453,7 +459,12 @@ impl Bench {
             &whisk_stack::envoy::EnvoySpec {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 router: link,
-                controlplane_api: management.addr,
+                controlplane_api: if management_down {
+                    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                    gone.local_addr().unwrap()
+                } else {
+                    management.addr
+                },
                 access_log: dir.path().join("access.log"),
                 ingress_token: Some(INGRESS_TOKEN.into()),
             },
