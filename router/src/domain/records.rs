@@ -125,3 +125,77 @@ pub fn sequence(
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::fixtures;
+
+    fn invocation(received_ms: u64, cause: Option<&str>) -> Invocation {
+        Invocation {
+            activation_id: "a".repeat(32),
+            namespace: "guest".into(),
+            subject: "guest-subject".into(),
+            action: Arc::new(fixtures::action("guest/pkg/broken", 3)),
+            blocking: true,
+            result: false,
+            deadline_ms: received_ms + 60_000,
+            received_ms,
+            cause: cause.map(str::to_owned),
+            max_payload_bytes: 1024,
+        }
+    }
+
+    fn value(r: &ActivationRecord, key: &str) -> Option<serde_json::Value> {
+        r.annotations
+            .iter()
+            .find(|a| a.key == key)
+            .map(|a| a.value.clone())
+    }
+
+    #[test]
+    fn an_init_failure_is_a_developer_error_with_the_init_logs_and_interval() {
+        let received = now_ms() - 1_000;
+        let failure = InitFailure {
+            message: "Initialization has failed due to: boom".into(),
+            logs: vec!["l1".into(), "l2".into()],
+            duration_ms: 300,
+        };
+        let r = init_failed(&invocation(received, None), &failure);
+        assert_eq!(r.response.status, ActivationStatus::DeveloperError);
+        assert_eq!(
+            r.response.result,
+            json!({"error": "Initialization has failed due to: boom"})
+        );
+        assert_eq!(r.logs, vec!["l1".to_string(), "l2".to_string()]);
+        assert_eq!((r.name.as_str(), r.namespace.as_str()), ("broken", "guest"));
+        // The activation's interval is the init's, after the caller's wait.
+        assert!(r.start >= received && r.end >= r.start + 300, "{r:?}");
+        assert_eq!(r.duration, r.end - r.start);
+        assert_eq!(value(&r, "initTime"), Some(json!(300)));
+        assert_eq!(value(&r, "waitTime"), Some(json!(r.start - received)));
+        assert_eq!(value(&r, "path"), Some(json!("guest/pkg/broken")));
+        assert_eq!(value(&r, "timeout"), Some(json!(false)));
+        assert!(r.cause.is_none() && value(&r, "causedBy").is_none());
+    }
+
+    #[test]
+    fn an_init_that_timed_out_is_annotated_and_a_component_names_its_sequence() {
+        let failure = InitFailure {
+            message:
+                "The action exceeded its time limits of 500 milliseconds during initialization."
+                    .into(),
+            logs: vec![],
+            duration_ms: 500,
+        };
+        // Received just now: the init cannot have started before the request came.
+        let received = now_ms();
+        let r = init_failed(&invocation(received, Some(&"c".repeat(32))), &failure);
+        assert!(r.start >= received);
+        assert_eq!(value(&r, "timeout"), Some(json!(true)));
+        assert_eq!(r.cause.as_deref(), Some("c".repeat(32).as_str()));
+        assert_eq!(value(&r, "causedBy"), Some(json!("sequence")));
+    }
+}
