@@ -378,6 +378,7 @@ impl pb::control_plane_server::ControlPlane for StandIn {
             code: pb::cold_start_error::Code::CapacityExhausted as i32,
             message: "the bench's control-plane stand-in starts no containers".into(),
             retry_after_ms: 1000,
+            ..Default::default()
         };
         Ok(Response::new(pb::ColdStartResponse {
             outcome: Some(pb::cold_start_response::Outcome::Error(err)),

@@ -196,6 +196,7 @@ impl Proxy {
             env,
             concurrency: action.limits.concurrency,
             timeout: Duration::from_millis(action.limits.timeout),
+            log_limit: action.limits.log_bytes(),
         };
         let started = Instant::now();
         let start = SystemTime::now();
@@ -236,7 +237,9 @@ impl Proxy {
         }
         match self.initialise(action, env).await {
             Ok(()) => Answer::json(200, json!({"ok": true})),
-            Err(InitError::Developer(msg)) => Answer::json(502, json!({"error": msg})),
+            Err(InitError::Developer { message, logs }) => {
+                Answer::json(502, json!({"error": message, "logs": logs}))
+            }
             Err(InitError::Internal(msg)) => {
                 self.reporter.unusable(format!("init failed: {msg}"));
                 Answer::json(500, json!({"error": msg}))

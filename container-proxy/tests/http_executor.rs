@@ -163,9 +163,10 @@ async fn http_runtime_init_failure_is_502() {
     );
     let (status, body) = proxy.init(action("hello", "nodejs:20", "broken")).await;
     assert_eq!(status, 502);
+    // The runtime's output is its own container's: the proxy has no init logs to add.
     assert_eq!(
         body,
-        json!({"error": "Initialization has failed due to: broken"})
+        json!({"error": "Initialization has failed due to: broken", "logs": []})
     );
 }
 

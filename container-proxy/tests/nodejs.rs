@@ -518,8 +518,8 @@ async fn init_failures_second_init_and_health() {
     let (status, body) = proxy.init(hang).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(
-        body,
-        json!({"error": "The action exceeded its time limits of 500 milliseconds during initialization."})
+        body["error"],
+        json!("The action exceeded its time limits of 500 milliseconds during initialization.")
     );
 
     let (status, body) = proxy.init(action("hello", "nodejs:20", GREET)).await;
@@ -537,6 +537,42 @@ async fn init_failures_second_init_and_health() {
         h,
         json!({"ready": true, "initialized": true, "in_flight": 0, "queued": 0, "capacity": 1,
                "kind": "nodejs:20", "action": "guest/hello"})
+    );
+}
+
+/// What an action prints while its code loads goes with its init failure (Contract 3's
+/// `502 {"error", "logs"}`), in OpenWhisk's log format, so the activation record can show it.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_failure_answers_the_logs_printed_during_init() {
+    let cp = ControlPlaneStub::start().await;
+    let proxy = ProxyProcess::stem("nodejs:20", &cp);
+    let code = r#"console.log("booting"); console.error("about to fail"); eval("syntax error here");
+function main() { return {}; }"#;
+    let (status, body) = proxy.init(action("boot", "nodejs:20", code)).await;
+    assert_eq!(status, 502, "{body}");
+    let err = body["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("Initialization has failed due to: SyntaxError"),
+        "{err}"
+    );
+    let logs: Vec<&str> = body["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.ends_with("stdout: booting")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.ends_with("stderr: about to fail")),
+        "{logs:?}"
+    );
+    // OpenWhisk's format: an ISO-8601 UTC timestamp first.
+    assert!(
+        logs[0].starts_with("20") && logs[0].contains('Z'),
+        "{logs:?}"
     );
 }
 

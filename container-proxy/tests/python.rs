@@ -130,3 +130,35 @@ async fn python_zip_with_a_virtualenv() {
         json!({"from": "virtualenv"})
     );
 }
+
+/// A python action that prints and then raises at import: its init failure carries the printed
+/// line and the traceback.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_failure_answers_the_print_and_the_traceback() {
+    let cp = ControlPlaneStub::start().await;
+    let proxy = ProxyProcess::stem("python:3", &cp);
+    let code =
+        "print('importing')\nraise ValueError('bad config')\n\ndef main(args):\n    return {}\n";
+    let (status, body) = proxy.init(action("boot", "python:3", code)).await;
+    assert_eq!(status, 502, "{body}");
+    let err = body["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("Initialization has failed due to: ValueError"),
+        "{err}"
+    );
+    let logs: Vec<&str> = body["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.ends_with("stdout: importing")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("stderr:") && l.contains("ValueError: bad config")),
+        "{logs:?}"
+    );
+}

@@ -287,6 +287,7 @@ async fn start_for_inner(
 
     let payload = init_payload(&plane, &action, &invoker);
     let timeout = Duration::from_millis(action.limits.timeout as u64) + Duration::from_secs(5);
+    let init_started = Instant::now();
     if let Err(e) = plane
         .backend
         .init(address.clone(), token, payload, timeout)
@@ -294,7 +295,11 @@ async fn start_for_inner(
     {
         plane.remove_container(&id, true);
         return Err(match e {
-            InitError::Developer(text) => ColdStartError::InitFailed(text),
+            InitError::Developer { message, logs } => ColdStartError::InitFailed {
+                message,
+                logs,
+                duration_ms: init_started.elapsed().as_millis() as u64,
+            },
             InitError::Failed(text) => ColdStartError::StartFailed(text),
         });
     }

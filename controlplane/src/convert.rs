@@ -84,6 +84,12 @@ pub fn endpoint_pb(e: &Endpoint) -> pb::Endpoint {
 /// Why a cold start failed, as the router receives it.
 pub fn cold_start_error_pb(e: ColdStartError) -> pb::ColdStartError {
     use pb::cold_start_error::Code;
+    let (logs, duration_ms) = match &e {
+        ColdStartError::InitFailed {
+            logs, duration_ms, ..
+        } => (logs.clone(), *duration_ms),
+        _ => (Vec::new(), 0),
+    };
     let (code, retry) = match &e {
         ColdStartError::UnknownAction(_) => (Code::UnknownAction, 0),
         ColdStartError::StartFailed(_) => (Code::StartFailed, 0),
@@ -91,12 +97,14 @@ pub fn cold_start_error_pb(e: ColdStartError) -> pb::ColdStartError {
             (Code::CapacityExhausted, *retry_after_ms)
         }
         ColdStartError::DeadlineExceeded => (Code::DeadlineExceeded, 0),
-        ColdStartError::InitFailed(_) => (Code::InitFailed, 0),
+        ColdStartError::InitFailed { .. } => (Code::InitFailed, 0),
     };
     pb::ColdStartError {
         code: code as i32,
         message: e.to_string(),
         retry_after_ms: retry,
+        logs,
+        duration_ms,
     }
 }
 

@@ -30,9 +30,14 @@ pub enum ColdStartError {
     },
     #[error("the deadline passed before a container was ready")]
     DeadlineExceeded,
-    /// The action's code failed to initialise; OpenWhisk's developer-error text.
-    #[error("{0}")]
-    InitFailed(String),
+    /// The action's code failed to initialise: OpenWhisk's developer-error text, the lines it
+    /// printed while initialising, and how long the init took.
+    #[error("{message}")]
+    InitFailed {
+        message: String,
+        logs: Vec<String>,
+        duration_ms: u64,
+    },
 }
 
 impl ColdStartError {
@@ -43,7 +48,7 @@ impl ColdStartError {
             ColdStartError::StartFailed(_) => "start_failed",
             ColdStartError::CapacityExhausted { .. } => "capacity_exhausted",
             ColdStartError::DeadlineExceeded => "deadline_exceeded",
-            ColdStartError::InitFailed(_) => "init_failed",
+            ColdStartError::InitFailed { .. } => "init_failed",
         }
     }
 }

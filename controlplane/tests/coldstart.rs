@@ -181,6 +181,8 @@ async fn unknown_action_and_init_failure() {
     let e = error(cold_start(&cp, "guest/bad", 0).await);
     assert_eq!(e.code, Code::InitFailed as i32);
     assert_eq!(e.message, "Initialization has failed due to: SyntaxError");
+    // What the action printed during init reaches the router, for the activation record.
+    assert_eq!(e.logs, vec!["booting".to_string()]);
     wait_for(
         "the failed container to be stopped",
         Duration::from_secs(5),

@@ -425,12 +425,13 @@ async fn fresh_python_start_and_real_init_failure() {
     let (status, result) = invoke(&ep, "guest/add", revision, r#"{"a":2,"b":3}"#).await;
     assert_eq!((status, result), (200, json!({ "sum": 5 })));
 
-    // Code that does not initialise: CODE_INIT_FAILED with the proxy's developer-error text,
-    // and the container is gone.
+    // Code that does not initialise: CODE_INIT_FAILED with the proxy's developer-error text and
+    // what the code printed before it failed, and the container is gone.
+    let broken = r#"console.log("booting"); eval("function main( {");"#;
     guest
         .put(
             "/api/v1/namespaces/_/actions/broken",
-            json!({ "exec": { "kind": "nodejs:20", "code": "function main( {" } }),
+            json!({ "exec": { "kind": "nodejs:20", "code": broken } }),
         )
         .await;
     let before = cp.plane().container_ids().len();
@@ -452,7 +453,15 @@ async fn fresh_python_start_and_real_init_failure() {
                 pb::cold_start_error::Code::InitFailed as i32,
                 "{e:?}"
             );
-            assert!(!e.message.is_empty());
+            assert!(
+                e.message
+                    .starts_with("Initialization has failed due to: SyntaxError"),
+                "{e:?}"
+            );
+            assert!(
+                e.logs.iter().any(|l| l.ends_with("stdout: booting")),
+                "{e:?}"
+            );
         }
         other => panic!("expected an init failure, got {other:?}"),
     }

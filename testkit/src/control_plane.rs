@@ -42,6 +42,8 @@ pub struct FakeControlPlane {
     pub cold_starts: Arc<AtomicU32>,
     pub subscribes: Arc<AtomicU32>,
     plans: Arc<Mutex<HashMap<String, ColdPlan>>>,
+    /// Actions whose cold start fails with this error (checked before `plans`).
+    failures: Arc<Mutex<HashMap<String, pb::ColdStartError>>>,
     pub traffic: Arc<Mutex<Vec<String>>>,
     pub unusable: Arc<Mutex<Vec<String>>>,
     /// Activation records reported (by the router, for what it ran itself).
@@ -80,6 +82,7 @@ impl FakeControlPlane {
             cold_starts: Default::default(),
             subscribes: Default::default(),
             plans: Default::default(),
+            failures: Default::default(),
             traffic: Default::default(),
             unusable: Default::default(),
             records: Default::default(),
@@ -126,6 +129,11 @@ impl FakeControlPlane {
 
     pub fn plan_cold_start(&self, fqn: &str, plan: ColdPlan) {
         lock(&self.plans).insert(fqn.to_owned(), plan);
+    }
+
+    /// From now on, `ColdStart` for `fqn` answers `error` (an init failure with its logs, say).
+    pub fn fail_cold_start(&self, fqn: &str, error: pb::ColdStartError) {
+        lock(&self.failures).insert(fqn.to_owned(), error);
     }
 
     /// Serves on a free port; returns the URL.
@@ -233,8 +241,10 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
         self.cold_starts.fetch_add(1, Ordering::SeqCst);
         let fqn = request.into_inner().action_fqn;
         let plan = lock(&self.plans).get(&fqn).cloned();
-        let outcome = match plan {
-            Some(plan) => {
+        let failure = lock(&self.failures).get(&fqn).cloned();
+        let outcome = match (failure, plan) {
+            (Some(failure), _) => pb::cold_start_response::Outcome::Error(failure),
+            (None, Some(plan)) => {
                 tokio::time::sleep(plan.delay).await;
                 self.push(pb::TableUpdate {
                     endpoints_upsert: vec![plan.endpoint.clone()],
@@ -242,10 +252,11 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
                 });
                 pb::cold_start_response::Outcome::Endpoint(plan.endpoint)
             }
-            None => pb::cold_start_response::Outcome::Error(pb::ColdStartError {
+            (None, None) => pb::cold_start_response::Outcome::Error(pb::ColdStartError {
                 code: pb::cold_start_error::Code::CapacityExhausted as i32,
                 message: "no plan".into(),
                 retry_after_ms: 2000,
+                ..Default::default()
             }),
         };
         Ok(Response::new(pb::ColdStartResponse {

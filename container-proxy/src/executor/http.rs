@@ -79,7 +79,7 @@ impl HttpExecutor {
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Err(InitError::Developer(init_timeout_message(
+                return Err(InitError::developer(init_timeout_message(
                     payload.timeout.as_millis() as u64,
                 )));
             }
@@ -97,7 +97,8 @@ impl HttpExecutor {
                 other => other.to_string(),
             })
             .unwrap_or_else(|| format!("Initialization has failed due to: {text}"));
-        Err(InitError::Developer(message))
+        // The runtime's output is its container's, not ours: no logs to add.
+        Err(InitError::developer(message))
     }
 
     async fn run(&self, request: RunRequest) -> RunOutcome {

@@ -188,6 +188,8 @@ struct Prepared {
     env: Vec<(String, String)>,
     workdir: PathBuf,
     timeout: Duration,
+    /// Bytes of init output kept for a failed init's record.
+    log_limit: usize,
     _code_dir: tempfile::TempDir,
 }
 
@@ -352,40 +354,56 @@ impl Inner {
         })
     }
 
-    /// Sends the init line to a launcher and waits for its reply.
+    /// Sends the init line to a launcher and waits for its reply. When init fails, the process is
+    /// killed and what it printed while initialising (up to `log_limit` bytes) goes with the
+    /// error.
     async fn send_init(
         process: &mut Process,
         line: &str,
         timeout: Duration,
+        log_limit: usize,
     ) -> Result<(), InitError> {
+        process.sink.begin(log_limit);
+        let message = Self::init_reply(process, line, timeout).await?;
+        let Some(message) = message else {
+            return Ok(());
+        };
+        // The process is of no more use: its output ends when it dies.
+        process.kill();
+        let logs = process.sink.finish(DEAD_LOG_GRACE).await;
+        Err(InitError::Developer { message, logs })
+    }
+
+    /// Sends the init line and reads the reply: `None` when the code initialised, else
+    /// OpenWhisk's developer-error text.
+    async fn init_reply(
+        process: &mut Process,
+        line: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, InitError> {
         let io = async {
             process.stdin.write_all(line.as_bytes()).await?;
             process.stdin.flush().await?;
             read_reply(&mut process.replies, MAX_INIT_REPLY).await
         };
-        match tokio::time::timeout(timeout, io).await {
-            Err(_) => Err(InitError::Developer(init_timeout_message(
-                timeout.as_millis() as u64,
-            ))),
-            Ok(Err(_)) | Ok(Ok(None)) => Err(InitError::Developer(ABNORMAL_RUN.to_string())),
+        Ok(match tokio::time::timeout(timeout, io).await {
+            Err(_) => Some(init_timeout_message(timeout.as_millis() as u64)),
+            Ok(Err(_)) | Ok(Ok(None)) => Some(ABNORMAL_RUN.to_string()),
             Ok(Ok(Some(reply))) => {
                 let (_, body) = split_status(&reply.line);
                 match serde_json::from_slice::<Value>(body) {
-                    Ok(v) if v.get("error").is_some() => {
-                        Err(InitError::Developer(match v.get("error") {
-                            Some(Value::String(s)) => s.clone(),
-                            Some(other) => other.to_string(),
-                            None => String::new(),
-                        }))
-                    }
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(InitError::Developer(format!(
+                    Ok(v) => match v.get("error") {
+                        Some(Value::String(s)) => Some(s.clone()),
+                        Some(other) => Some(other.to_string()),
+                        None => None,
+                    },
+                    Err(_) => Some(format!(
                         "Initialization has failed due to: invalid reply {}",
                         String::from_utf8_lossy(&reply.line)
-                    ))),
+                    )),
                 }
             }
-        }
+        })
     }
 
     /// Starts one more initialised process of the prepared action.
@@ -399,7 +417,7 @@ impl Inner {
             )
             .map_err(|e| InitError::Internal(e.to_string()))?;
         if let Some(line) = &prepared.init_line {
-            Self::send_init(&mut process, line, prepared.timeout).await?;
+            Self::send_init(&mut process, line, prepared.timeout, prepared.log_limit).await?;
         }
         Ok(process)
     }
@@ -453,7 +471,7 @@ impl Inner {
             .tempdir()
             .map_err(|e| InitError::Internal(e.to_string()))?;
         let failed = |e: code::CodeError| {
-            InitError::Developer(format!("Initialization has failed due to: {e}"))
+            InitError::developer(format!("Initialization has failed due to: {e}"))
         };
         let env_pairs: Vec<(String, String)> = payload
             .env
@@ -504,6 +522,7 @@ impl Inner {
             env,
             workdir: code_dir.path().to_path_buf(),
             timeout: payload.timeout,
+            log_limit: payload.log_limit,
             _code_dir: code_dir,
         });
         let stem = {
@@ -516,7 +535,7 @@ impl Inner {
         let process = match stem {
             Some(mut p) => {
                 if let Some(line) = &prepared.init_line {
-                    Self::send_init(&mut p, line, prepared.timeout).await?;
+                    Self::send_init(&mut p, line, prepared.timeout, prepared.log_limit).await?;
                 }
                 p
             }

@@ -27,14 +27,28 @@ pub struct InitPayload {
     pub concurrency: u32,
     /// Init time limit.
     pub timeout: Duration,
+    /// At most this many bytes of the output printed during init are kept (the action's log
+    /// limit), for the record of a failed init.
+    pub log_limit: usize,
+}
+
+impl InitError {
+    /// A developer error without logs.
+    pub fn developer(message: impl Into<String>) -> Self {
+        InitError::Developer {
+            message: message.into(),
+            logs: Vec::new(),
+        }
+    }
 }
 
 /// Why init failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InitError {
-    /// The action's code failed: developer error, answered 502 with this text.
-    #[error("{0}")]
-    Developer(String),
+    /// The action's code failed: developer error, answered 502 with this text and the lines the
+    /// action printed while it initialised (empty when the executor cannot see them).
+    #[error("{message}")]
+    Developer { message: String, logs: Vec<String> },
     /// The runtime could not be started or reached.
     #[error("{0}")]
     Internal(String),

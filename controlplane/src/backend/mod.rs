@@ -90,9 +90,10 @@ pub struct StartError(pub String);
 /// `POST /_whisk/init` failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InitError {
-    /// The action's code did not initialise (developer error); OpenWhisk's text.
-    #[error("{0}")]
-    Developer(String),
+    /// The action's code did not initialise (developer error): OpenWhisk's text, and the lines
+    /// the action printed while it initialised (the proxy's `logs`).
+    #[error("{message}")]
+    Developer { message: String, logs: Vec<String> },
     /// The proxy could not be reached or answered unexpectedly.
     #[error("{0}")]
     Failed(String),
@@ -191,8 +192,9 @@ pub async fn http_init(
         return Ok(());
     }
     let body = resp.text().await.unwrap_or_default();
-    let text = serde_json::from_str::<Value>(&body)
-        .ok()
+    let parsed = serde_json::from_str::<Value>(&body).ok();
+    let text = parsed
+        .as_ref()
         .and_then(|v| {
             v.get("error").map(|e| {
                 e.as_str()
@@ -202,7 +204,21 @@ pub async fn http_init(
         })
         .unwrap_or(body);
     if status.as_u16() == 502 {
-        Err(InitError::Developer(text))
+        let logs = parsed
+            .as_ref()
+            .and_then(|v| v.get("logs"))
+            .and_then(Value::as_array)
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Err(InitError::Developer {
+            message: text,
+            logs,
+        })
     } else {
         Err(InitError::Failed(format!("init answered {status}: {text}")))
     }

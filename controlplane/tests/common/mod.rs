@@ -96,9 +96,10 @@ impl Backend for FakeBackend {
                 .as_str()
                 .unwrap_or_default();
             if code.contains("SYNTAX_ERROR") {
-                return Err(InitError::Developer(
-                    "Initialization has failed due to: SyntaxError".into(),
-                ));
+                return Err(InitError::Developer {
+                    message: "Initialization has failed due to: SyntaxError".into(),
+                    logs: vec!["booting".into()],
+                });
             }
             Ok(())
         })

@@ -15,7 +15,7 @@ use super::convert;
 use super::credential::{Bearer, Client, ControlPlaneToken};
 use crate::config::MAX_SNAPSHOT_BYTES;
 use crate::domain::endpoints::EndpointSpec;
-use crate::domain::ports::{ColdStartFailure, ControlPlane};
+use crate::domain::ports::{ColdStartFailure, ControlPlane, InitFailure};
 
 pub struct GrpcControlPlane {
     client: Client,
@@ -78,7 +78,11 @@ impl ControlPlane for GrpcControlPlane {
                     tracing::info!(action = %fqn, code = ?e.code(), message = %e.message, "cold start refused");
                     Err(match e.code() {
                         Code::UnknownAction => ColdStartFailure::UnknownAction,
-                        Code::InitFailed => ColdStartFailure::InitFailed(e.message),
+                        Code::InitFailed => ColdStartFailure::InitFailed(InitFailure {
+                            message: e.message,
+                            logs: e.logs,
+                            duration_ms: e.duration_ms,
+                        }),
                         _ => unavailable(e.retry_after_ms),
                     })
                 }

@@ -10,8 +10,9 @@
 //! After the container answered, [`response`] decides what follows: what a 429 does
 //! ([`refusal`], with the per-container [`breaker`]) and what is cached ([`cache`]; a hit is
 //! answered by [`cache_hit`]).
-//! [`records`] are the activation records the router makes itself; [`ports`] is what the domain
-//! needs from the control plane.
+//! [`records`] are the activation records the router makes itself (an action whose code fails
+//! to initialise makes one too: [`init_failure`]); [`ports`] is what the domain needs from the
+//! control plane.
 
 pub mod authn;
 pub mod authz;
@@ -22,6 +23,7 @@ pub mod coldstart;
 pub mod endpoints;
 #[cfg(test)]
 mod fixtures;
+pub mod init_failure;
 pub mod invocation;
 pub mod minute_window;
 pub mod pipeline;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use whisk_vocab::{new_activation_id, now_ms};
+use whisk_vocab::{ActivationRecord, new_activation_id, now_ms};
 
 use super::authn::Authenticator;
 use super::authz::{authorize, authorize_components};
@@ -305,11 +305,12 @@ impl Router {
     }
 
     /// Records an activation the router could not run, as OpenWhisk's whisk internal error,
-    /// so the caller finds out through the activations API.
-    pub fn record_failure(&self, inv: &Invocation, message: &str) {
+    /// so the caller finds out through the activations API; returns the record.
+    pub fn record_failure(&self, inv: &Invocation, message: &str) -> ActivationRecord {
         tracing::warn!(activation_id = %inv.activation_id, action = %inv.action.fqn, message, "activation failed in the router");
-        self.control
-            .report_activation(records::failed(inv, message));
+        let record = records::failed(inv, message);
+        self.control.report_activation(record.clone());
+        record
     }
 
     /// Waits for capacity for a pending request.

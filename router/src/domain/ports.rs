@@ -8,14 +8,15 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::endpoints::EndpointSpec;
+pub use super::init_failure::InitFailure;
 use super::rejection::Rejection;
 
 /// Why the control plane could not give us a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColdStartFailure {
     UnknownAction,
-    /// The action's code failed to initialise (OpenWhisk's developer-error text).
-    InitFailed(String),
+    /// The action's code failed to initialise (OpenWhisk's developer-error text, the init's logs).
+    InitFailed(InitFailure),
     /// Start failed, capacity exhausted, deadline passed or control plane unreachable.
     Unavailable {
         retry_after: Duration,
@@ -26,7 +27,7 @@ impl From<ColdStartFailure> for Rejection {
     fn from(f: ColdStartFailure) -> Self {
         match f {
             ColdStartFailure::UnknownAction => Rejection::NotFound,
-            ColdStartFailure::InitFailed(msg) => Rejection::InitFailed(msg),
+            ColdStartFailure::InitFailed(f) => Rejection::InitFailed(f),
             ColdStartFailure::Unavailable { retry_after } => Rejection::Unavailable { retry_after },
         }
     }

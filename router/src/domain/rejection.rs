@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use super::init_failure::InitFailure;
+
 /// OpenWhisk's challenge for a 401.
 pub const WWW_AUTHENTICATE: &str = "Basic realm=\"OpenWhisk secure realm\"";
 
@@ -45,9 +47,11 @@ pub enum Rejection {
         "The server is currently unavailable (because it is overloaded or down for maintenance)."
     )]
     Unavailable { retry_after: Duration },
-    /// The action's code failed to initialise on a cold start (a developer error).
-    #[error("{0}")]
-    InitFailed(String),
+    /// The action's code failed to initialise on a cold start (a developer error). Where the
+    /// router holds the invocation this becomes its activation (`init_failure`); this bare form
+    /// is only the fallback.
+    #[error("{}", .0.message)]
+    InitFailed(InitFailure),
     /// Something inside the router went wrong; never treated as an "allow".
     #[error("The server encountered an internal error.")]
     Internal,

@@ -3,7 +3,8 @@
 //! the container slot and the namespace's concurrency until the proxy answers — so both limits
 //! count the activation exactly as long as it runs. Sequences the router runs the same way.
 //! If no container takes it before its deadline, the activation is recorded as a whisk internal
-//! error, so `activations get` tells the caller what happened.
+//! error, so `activations get` tells the caller what happened; if its action's code failed to
+//! initialise, it is recorded as that developer error, with the init's logs.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use whisk_vocab::now_ms;
 
 use super::KeptRequest;
 use super::client::ProxyClient;
-use super::invoke::{call_until_answered, run_limit};
+use super::invoke::{InvokeError, call_until_answered, run_limit};
 use super::sequence;
 use crate::config::RUN_GRACE;
 use crate::domain::invocation::Invocation;
@@ -56,7 +57,7 @@ pub async fn run_in_background(
             match router.wait(p).await {
                 Ok(a) => a,
                 Err(r) => {
-                    router.record_failure(&inv, &r.to_string());
+                    router.record_not_run(&inv, &r);
                     return;
                 }
             }
@@ -70,11 +71,17 @@ pub async fn run_in_background(
     let Admission {
         invocation, slot, ..
     } = &mut admission;
-    if let Err(e) = call_until_answered(
+    match call_until_answered(
         &router, &client, slot, invocation, &request, &body, deadline,
     )
     .await
     {
-        router.record_failure(invocation, &e.to_string());
+        Ok(_) => {}
+        Err(InvokeError::NoCapacity(r)) => {
+            router.record_not_run(invocation, &r);
+        }
+        Err(e) => {
+            router.record_failure(invocation, &e.to_string());
+        }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The components run strictly in order, each through normal warm/cold routing (but with no
 //! throttle charge of its own: the sequence paid one), each as its own activation whose `cause`
-//! is the sequence's id. Each result feeds the next component; the first error stops the chain.
+//! is the sequence's id. Each result feeds the next component; the first error stops the chain
+//! (a component whose code fails to initialise is its own developer-error activation, and the
+//! sequence ends with that error, as in OpenWhisk).
 //! Nested sequences run inline, and at most [`MAX_ATOMIC`] atomic actions run in all. The
 //! sequence's own record (`domain::records::sequence`) is reported to the control plane like any
 //! record.
@@ -16,11 +18,12 @@ use whisk_vocab::{
 
 use super::KeptRequest;
 use super::client::ProxyClient;
-use super::invoke::call_until_answered;
+use super::invoke::{InvokeError, call_until_answered};
 use crate::config::RUN_GRACE;
 use crate::domain::invocation::Invocation;
 use crate::domain::pipeline::Router;
 use crate::domain::records;
+use crate::domain::rejection::Rejection;
 
 /// OpenWhisk's `limits.actions.sequence.maxLength`.
 pub const MAX_ATOMIC: usize = 50;
@@ -40,6 +43,22 @@ struct Ran {
 }
 
 impl Ran {
+    /// A component that could not run because of `why`: an init failure is recorded as the
+    /// component's own activation (a developer error with the init's logs) and ends the sequence
+    /// with that error; anything else is a whisk internal error.
+    fn not_run(router: &Router, inv: &Invocation, why: Rejection) -> Self {
+        match why {
+            Rejection::InitFailed(failure) => {
+                let record = router.record_init_failure(inv, &failure);
+                Ran {
+                    duration: record.duration,
+                    response: record.response,
+                }
+            }
+            other => Ran::failed(inv, &other.to_string()),
+        }
+    }
+
     fn failed(inv: &Invocation, message: &str) -> Self {
         Ran {
             duration: now_ms().saturating_sub(inv.received_ms),
@@ -164,7 +183,7 @@ impl Run<'_> {
         let deadline = Instant::now() + limit + RUN_GRACE;
         let mut slot = match self.router.reacquire(inv, deadline).await {
             Ok(slot) => slot,
-            Err(r) => return Ran::failed(inv, &r.to_string()),
+            Err(r) => return Ran::not_run(self.router, inv, r),
         };
         let body = Bytes::from(input.to_string());
         let answer = call_until_answered(
@@ -179,6 +198,7 @@ impl Run<'_> {
         .await;
         let answer = match answer {
             Ok(a) => a,
+            Err(InvokeError::NoCapacity(r)) => return Ran::not_run(self.router, inv, r),
             Err(e) => return Ran::failed(inv, &e.to_string()),
         };
         match serde_json::from_slice::<Value>(&answer.body) {

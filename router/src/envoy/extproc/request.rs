@@ -78,10 +78,18 @@ impl InvokeStream {
                 return answers::with_request_body(answers::continue_request_headers(), streamed);
             }
             Decision::Admitted(a) if a.invocation.blocking => a,
-            Decision::Pending(p) if p.invocation().blocking => match self.wait(p).await {
-                Ok(a) => a,
-                Err(r) => return answers::rejection(&r, transaction_id),
-            },
+            Decision::Pending(p) if p.invocation().blocking => {
+                let inv = p.invocation().clone();
+                match self.wait(p).await {
+                    Ok(a) => a,
+                    // The cold start's init failed: that is this caller's activation.
+                    Err(Rejection::InitFailed(failure)) => {
+                        let (status, body) = self.router.answer_init_failure(&inv, &failure);
+                        return answers::json(status, body, &inv.activation_id);
+                    }
+                    Err(r) => return answers::rejection(&r, transaction_id),
+                }
+            }
             Decision::Admitted(a) => {
                 return self
                     .accept(Accepted::Admitted(a), request(), h.end_of_stream)
