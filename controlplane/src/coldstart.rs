@@ -52,6 +52,15 @@ pub async fn cold_start(
         }
         Err(e) => return Err(ColdStartError::StartFailed(e.to_string())),
     };
+    if let Some(r) = crate::runtimes::lookup(&action.exec.kind)
+        && r.deprecated
+    {
+        let err = ColdStartError::KindDeprecated(
+            crate::runtimes::KindError::Deprecated(r.kind.to_string()).to_string(),
+        );
+        plane.metrics.cold_start_finished(err.label(), "none", None);
+        return Err(err);
+    }
     if action.exec.is_sequence() {
         let err = ColdStartError::UnknownAction(format!(
             "'{fqn}' is a sequence: its components are started, not the sequence"

@@ -98,6 +98,7 @@ pub fn cold_start_error_pb(e: ColdStartError) -> pb::ColdStartError {
         }
         ColdStartError::DeadlineExceeded => (Code::DeadlineExceeded, 0),
         ColdStartError::InitFailed { .. } => (Code::InitFailed, 0),
+        ColdStartError::KindDeprecated(_) => (Code::KindDeprecated, 0),
     };
     pb::ColdStartError {
         code: code as i32,

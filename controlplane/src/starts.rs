@@ -38,6 +38,9 @@ pub enum ColdStartError {
         logs: Vec<String>,
         duration_ms: u64,
     },
+    /// The action's kind is deprecated: it may be read and deleted, not invoked.
+    #[error("{0}")]
+    KindDeprecated(String),
 }
 
 impl ColdStartError {
@@ -49,6 +52,7 @@ impl ColdStartError {
             ColdStartError::CapacityExhausted { .. } => "capacity_exhausted",
             ColdStartError::DeadlineExceeded => "deadline_exceeded",
             ColdStartError::InitFailed { .. } => "init_failed",
+            ColdStartError::KindDeprecated(_) => "kind_deprecated",
         }
     }
 }

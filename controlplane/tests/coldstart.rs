@@ -441,3 +441,28 @@ async fn a_stem_cell_gets_its_namespace_when_specialised() {
     assert_eq!(ep.container_token.len(), 64);
     cp.shutdown().await;
 }
+
+/// An action stored before its runtime was deprecated (the API refuses to create one now) is not
+/// started: OpenWhisk's "no longer supported" text, and no unit is started for it.
+#[tokio::test]
+async fn an_action_of_a_deprecated_kind_is_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new(false);
+    let cp = start_fake(test_config(dir.path()), backend.clone()).await;
+    Api::new(&cp, Some("guest"))
+        .put("/api/v1/namespaces/_/actions/old", nodejs_action("code"))
+        .await;
+    let store = &cp.plane().store;
+    let mut old = store.get_action("guest/old").unwrap().unwrap();
+    old.exec.kind = "nodejs:14".into();
+    store.put_action(&old).unwrap();
+    let starts = backend.starts();
+    let e = error(cold_start(&cp, "guest/old", 0).await);
+    assert_eq!(e.code, Code::KindDeprecated as i32);
+    assert_eq!(
+        e.message,
+        "The 'nodejs:14' runtime is no longer supported. You may read and delete but not update or invoke this action."
+    );
+    assert_eq!(backend.starts(), starts, "nothing was started for it");
+    cp.shutdown().await;
+}

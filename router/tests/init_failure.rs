@@ -190,3 +190,28 @@ async fn a_sequence_whose_component_fails_to_initialise_ends_with_that_error() {
     assert_eq!(stored["cause"], record["activationId"]);
     assert_eq!(annotation(&stored, "causedBy"), Some(json!("sequence")));
 }
+
+/// An action stored before its runtime was deprecated may be read and deleted, not invoked: the
+/// control plane refuses its cold start with OpenWhisk's text and the caller gets 400 with it.
+#[tokio::test]
+async fn an_action_of_a_deprecated_kind_is_refused_with_400() {
+    let b = Bench::start().await;
+    let text = "The 'nodejs:14' runtime is no longer supported. You may read and delete but not update or invoke this action.";
+    b.cp.fail_cold_start(
+        "guest/old",
+        pb::ColdStartError {
+            code: pb::cold_start_error::Code::KindDeprecated as i32,
+            message: text.into(),
+            ..Default::default()
+        },
+    );
+    b.apply(pb::TableUpdate {
+        actions_upsert: vec![action("guest/old", 1)],
+        ..Default::default()
+    })
+    .await;
+    let r = b.invoke("old").await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], text, "{body}");
+}

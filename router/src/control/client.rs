@@ -83,6 +83,7 @@ impl ControlPlane for GrpcControlPlane {
                             logs: e.logs,
                             duration_ms: e.duration_ms,
                         }),
+                        Code::KindDeprecated => ColdStartFailure::KindDeprecated(e.message),
                         _ => unavailable(e.retry_after_ms),
                     })
                 }

@@ -17,6 +17,8 @@ pub enum ColdStartFailure {
     UnknownAction,
     /// The action's code failed to initialise (OpenWhisk's developer-error text, the init's logs).
     InitFailed(InitFailure),
+    /// The action's runtime is deprecated (OpenWhisk's text).
+    KindDeprecated(String),
     /// Start failed, capacity exhausted, deadline passed or control plane unreachable.
     Unavailable {
         retry_after: Duration,
@@ -28,6 +30,7 @@ impl From<ColdStartFailure> for Rejection {
         match f {
             ColdStartFailure::UnknownAction => Rejection::NotFound,
             ColdStartFailure::InitFailed(f) => Rejection::InitFailed(f),
+            ColdStartFailure::KindDeprecated(text) => Rejection::KindDeprecated(text),
             ColdStartFailure::Unavailable { retry_after } => Rejection::Unavailable { retry_after },
         }
     }

@@ -52,6 +52,9 @@ pub enum Rejection {
     /// is only the fallback.
     #[error("{}", .0.message)]
     InitFailed(InitFailure),
+    /// The action's runtime is no longer supported: it may be read and deleted, not invoked.
+    #[error("{0}")]
+    KindDeprecated(String),
     /// Something inside the router went wrong; never treated as an "allow".
     #[error("The server encountered an internal error.")]
     Internal,
@@ -72,6 +75,7 @@ impl Rejection {
             Rejection::TooManyRequests { .. } | Rejection::TooManyConcurrent { .. } => 429,
             Rejection::Unavailable { .. } => 503,
             Rejection::InitFailed(_) => 502,
+            Rejection::KindDeprecated(_) => 400,
             Rejection::Internal => 500,
         }
     }
@@ -108,6 +112,7 @@ impl Rejection {
             Rejection::TooManyConcurrent { .. } => "throttled_concurrency",
             Rejection::Unavailable { .. } => "unavailable",
             Rejection::InitFailed(_) => "init_failed",
+            Rejection::KindDeprecated(_) => "kind_deprecated",
             Rejection::Internal => "internal_error",
         }
     }
