@@ -523,7 +523,7 @@ impl Proxy {
     /// Stops the executor's processes (and removes an empty temporary spool).
     pub async fn shutdown(&self) {
         self.executor.shutdown().await;
-        self.reporter.shutdown();
+        self.reporter.shutdown().await;
     }
 }
 

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
 use whisk_proto::controlplane::v1::{
     ReportActivationRequest, ReportUnusableRequest, control_plane_client::ControlPlaneClient,
 };
@@ -43,6 +43,8 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// One report call may take this long (a stopped control plane must not hang the task).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// At shutdown, how long moving the queue to the spool may take.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 /// How the reporter is set up.
 #[derive(Debug, Clone)]
@@ -87,6 +89,11 @@ pub struct Reporter {
     dropped: Arc<AtomicU64>,
     /// A record was refused at the bound; cleared once the spool drains below 80 %.
     full: Arc<AtomicBool>,
+    /// Set at shutdown: the task moves the queue to the spool and stops; later reports go
+    /// straight to the spool.
+    stop: Arc<watch::Sender<bool>>,
+    /// Set by the task once it has stopped.
+    stopped: watch::Receiver<bool>,
 }
 
 impl Reporter {
@@ -115,14 +122,22 @@ impl Reporter {
                 (Some(Arc::new(spool)), temp)
             }
         };
+        let spool_for_task = spool.clone();
         let sender = config.controlplane.map(|url| Sender {
             url,
             client: None,
             container_id: container_id.clone(),
             token: config.token,
         });
-        tokio::spawn(drain(rx, sender, spool.clone()));
+        let (stop, stop_rx) = watch::channel(false);
+        let (stopped_tx, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            drain(rx, sender, spool_for_task, stop_rx).await;
+            let _ = stopped_tx.send(true);
+        });
         Ok(Reporter {
+            stop: Arc::new(stop),
+            stopped,
             tx,
             container_id,
             spool,
@@ -149,9 +164,13 @@ impl Reporter {
     }
 
     fn queue(&self, entry: Entry) -> bool {
-        let entry = match self.tx.try_send(entry) {
-            Ok(()) => return true,
-            Err(TrySendError::Full(e) | TrySendError::Closed(e)) => e,
+        let entry = if *self.stop.borrow() && self.spool.is_some() {
+            entry
+        } else {
+            match self.tx.try_send(entry) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(e) | TrySendError::Closed(e)) => e,
+            }
         };
         let id = match &entry {
             Entry::Activation { id, .. } => id.as_str(),
@@ -209,9 +228,19 @@ impl Reporter {
         self.spool.as_ref().map_or(0, |s| s.pending())
     }
 
-    /// At shutdown: removes the default temporary spool directory if nothing is left in it (a
-    /// directory given with `--spool-dir` is left for a successor or the control plane).
-    pub fn shutdown(&self) {
+    /// At shutdown: moves what is still queued to the spool (briefly bounded), then removes the
+    /// default temporary spool directory if nothing is left in it (a directory given with
+    /// `--spool-dir` is left, with whatever is undelivered, for a successor or the control
+    /// plane's sweep).
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let mut stopped = self.stopped.clone();
+        if tokio::time::timeout(SHUTDOWN_FLUSH, stopped.wait_for(|s| *s))
+            .await
+            .is_err()
+        {
+            tracing::warn!("the report task did not stop in time");
+        }
         if let (Some(dir), Some(spool)) = (&self.temp_dir, &self.spool) {
             if spool.pending() == 0 {
                 let _ = std::fs::remove_dir_all(dir.as_path());
@@ -337,9 +366,50 @@ fn spool_or_hand_back(spool: &Spool, entry: Entry) -> Option<Entry> {
     }
 }
 
-async fn drain(mut rx: mpsc::Receiver<Entry>, sender: Option<Sender>, spool: Option<Arc<Spool>>) {
+/// Sends `entry`, giving up (to spool it) when the proxy stops.
+async fn send_unless_stopping(
+    sender: &mut Sender,
+    entry: &Entry,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome {
+    tokio::select! {
+        outcome = sender.send(entry) => outcome,
+        _ = stop.wait_for(|s| *s) => Outcome::Retry,
+    }
+}
+
+/// At shutdown: everything still queued goes to the spool.
+fn flush(rx: &mut mpsc::Receiver<Entry>, spool: &Spool, held: Option<Entry>) {
+    rx.close();
+    for entry in held
+        .into_iter()
+        .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+    {
+        if let Err(e) = spool.append(&entry) {
+            let id = match &entry {
+                Entry::Activation { id, .. } => id.as_str(),
+                Entry::Unusable { .. } => "",
+            };
+            tracing::error!(activation_id = id, error = %e, "stopping: a report could not be spooled and is lost");
+        }
+    }
+}
+
+async fn drain(
+    mut rx: mpsc::Receiver<Entry>,
+    sender: Option<Sender>,
+    spool: Option<Arc<Spool>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let (Some(mut sender), Some(spool)) = (sender, spool) else {
-        while let Some(report) = rx.recv().await {
+        loop {
+            let report = tokio::select! {
+                got = rx.recv() => match got {
+                    Some(report) => report,
+                    None => return,
+                },
+                _ = stop.wait_for(|s| *s) => return,
+            };
             match report {
                 Entry::Activation { id, .. } => {
                     tracing::info!(activation_id = %id, "activation finished (no control plane)")
@@ -349,12 +419,15 @@ async fn drain(mut rx: mpsc::Receiver<Entry>, sender: Option<Sender>, spool: Opt
                 }
             }
         }
-        return;
     };
     let mut backoff = BACKOFF_START;
     let mut open = true;
     let mut held: Option<Entry> = None;
     loop {
+        if *stop.borrow() {
+            flush(&mut rx, &spool, held.take());
+            return;
+        }
         if let Some(entry) = held.take() {
             held = spool_or_hand_back(&spool, entry);
             if let Some(entry) = held.take() {
@@ -362,7 +435,9 @@ async fn drain(mut rx: mpsc::Receiver<Entry>, sender: Option<Sender>, spool: Opt
                     held = Some(entry);
                 } else {
                     // Larger than the whole spool: only a direct delivery can keep it.
-                    if let Outcome::Retry = sender.send(&entry).await {
+                    if let Outcome::Retry =
+                        send_unless_stopping(&mut sender, &entry, &mut stop).await
+                    {
                         held = Some(entry);
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -373,7 +448,7 @@ async fn drain(mut rx: mpsc::Receiver<Entry>, sender: Option<Sender>, spool: Opt
         }
         // The spool first, in order.
         if let Some((entry, next)) = spool.peek() {
-            match sender.send(&entry).await {
+            match send_unless_stopping(&mut sender, &entry, &mut stop).await {
                 Outcome::Done => {
                     spool.ack(next);
                     backoff = BACKOFF_START;
@@ -385,6 +460,7 @@ async fn drain(mut rx: mpsc::Receiver<Entry>, sender: Option<Sender>, spool: Opt
                     loop {
                         tokio::select! {
                             _ = &mut wait => break,
+                            _ = stop.wait_for(|s| *s) => break,
                             got = rx.recv(), if open && held.is_none() => match got {
                                 Some(e) => held = spool_or_hand_back(&spool, e),
                                 None => open = false,
@@ -400,10 +476,14 @@ async fn drain(mut rx: mpsc::Receiver<Entry>, sender: Option<Sender>, spool: Opt
         if !open {
             return;
         }
-        let Some(entry) = rx.recv().await else {
-            return;
+        let entry = tokio::select! {
+            got = rx.recv() => match got {
+                Some(entry) => entry,
+                None => return,
+            },
+            _ = stop.wait_for(|s| *s) => continue,
         };
-        if let Outcome::Retry = sender.send(&entry).await {
+        if let Outcome::Retry = send_unless_stopping(&mut sender, &entry, &mut stop).await {
             held = spool_or_hand_back(&spool, entry);
         }
     }

@@ -161,3 +161,28 @@ async fn at_the_spool_bound_records_are_refused_and_invokes_stop_until_delivered
     assert_eq!(reply.status, 200, "{}", reply.body);
     cp.record(&inv.activation_id).await;
 }
+
+#[tokio::test]
+async fn records_queued_when_the_proxy_is_stopped_are_left_in_its_spool() {
+    // A control plane that takes connections and never answers: reports hang in flight.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hung.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = proxy(addr, dir.path(), &[]);
+    let (status, body) = p.init(action("echo", "nodejs:20", ECHO)).await;
+    assert_eq!(status, 200, "{body}");
+    let ids = run(&p, 5).await;
+    let exit = p.signal_and_wait(libc::SIGTERM);
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(
+        spooled(dir.path()),
+        ids.len(),
+        "everything queued was spooled"
+    );
+
+    drop(hung);
+    let cp = ControlPlaneStub::start_on(addr).await;
+    let _successor = proxy(addr, dir.path(), &[]);
+    let counts = cp.records_of_all(&ids).await;
+    assert!(counts.iter().all(|&n| n == 1), "copies per id: {counts:?}");
+}
