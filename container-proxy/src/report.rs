@@ -472,6 +472,15 @@ async fn drain(
             }
             continue;
         }
+        if held.is_some() {
+            // The spool is full yet unreadable: keep the entry, take nothing new, try again.
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            continue;
+        }
         // The fast path.
         if !open {
             return;
