@@ -17,6 +17,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -43,8 +44,10 @@ pub struct SweepReport {
     pub removed: usize,
 }
 
-/// Stores the records of every abandoned spool under `root` and removes those spools.
-pub fn sweep(plane: &Arc<Plane>, root: &Path) -> SweepReport {
+/// Stores the records of every abandoned spool under `root` and removes those spools. A spool
+/// directory younger than `min_age` is left for later: its proxy may be starting (between
+/// creating the directory and locking the file).
+pub fn sweep(plane: &Arc<Plane>, root: &Path, min_age: Duration) -> SweepReport {
     let mut report = SweepReport::default();
     let Ok(dirs) = std::fs::read_dir(root) else {
         return report;
@@ -55,6 +58,15 @@ pub fn sweep(plane: &Arc<Plane>, root: &Path) -> SweepReport {
             continue;
         };
         if plane.pool().get(container_id).is_some() {
+            continue;
+        }
+        let young = dir
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < min_age);
+        if young {
             continue;
         }
         match sweep_one(plane, &dir.path()) {
@@ -133,18 +145,21 @@ fn try_lock(file: &File) -> bool {
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
+/// How old a spool directory must be before a sweep takes it.
+pub const MIN_AGE: Duration = Duration::from_secs(10);
+
 /// Sweeps `root` now and then every `every` (if non-zero) while the plane lives.
 pub(crate) fn spawn_sweeper(
     plane: &Arc<Plane>,
     root: std::path::PathBuf,
-    every: std::time::Duration,
+    every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(plane);
     tokio::spawn(async move {
         loop {
             let Some(plane) = weak.upgrade() else { return };
             let root = root.clone();
-            let _ = tokio::task::spawn_blocking(move || sweep(&plane, &root)).await;
+            let _ = tokio::task::spawn_blocking(move || sweep(&plane, &root, MIN_AGE)).await;
             if every.is_zero() {
                 return;
             }
