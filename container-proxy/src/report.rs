@@ -424,7 +424,8 @@ async fn drain(
     let mut open = true;
     let mut held: Option<Entry> = None;
     loop {
-        if *stop.borrow() {
+        // Stopping, or every reporter is gone (nothing can be queued any more).
+        if *stop.borrow() || stop.has_changed().is_err() {
             flush(&mut rx, &spool, held.take());
             return;
         }
