@@ -57,19 +57,17 @@ impl RecordQueue {
 
     /// Queues one stored record (`activation_id` for the logs).
     pub fn push(&self, activation_id: String, json: String) {
-        match self.tx.try_send((activation_id, json)) {
-            Ok(()) => {
-                self.metrics.pending.inc();
-            }
-            Err(e) => {
-                let (id, _) = e.into_inner();
-                let n = self.metrics.dropped.inc() + 1;
-                tracing::error!(
-                    activation_id = %id,
-                    dropped_total = n,
-                    "router record queue full: activation record dropped"
-                );
-            }
+        // Counted before it can be delivered (and uncounted), so the gauge never dips below 0.
+        self.metrics.pending.inc();
+        if let Err(e) = self.tx.try_send((activation_id, json)) {
+            self.metrics.pending.dec();
+            let (id, _) = e.into_inner();
+            let n = self.metrics.dropped.inc() + 1;
+            tracing::error!(
+                activation_id = %id,
+                dropped_total = n,
+                "router record queue full: activation record dropped"
+            );
         }
     }
 }
