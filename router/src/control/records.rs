@@ -119,3 +119,27 @@ async fn deliver(mut client: Client, id: &str, json: String) {
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::credential::{Bearer, ControlPlaneToken};
+    use whisk_proto::controlplane::v1::control_plane_client::ControlPlaneClient;
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts() {
+        // Nothing listens on port 9 of loopback: deliveries keep retrying.
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let client =
+            ControlPlaneClient::with_interceptor(channel, Bearer(ControlPlaneToken::none()));
+        let metrics = RecordMetrics::default();
+        let queue = RecordQueue::start(client, 1, metrics.clone());
+        for i in 0..40 {
+            queue.push(format!("{i:032x}"), "{}".into());
+        }
+        // At most IN_FLIGHT deliveries, one waiting for a slot and one queued.
+        let dropped = metrics.dropped.get();
+        assert!(dropped >= 40 - (IN_FLIGHT as u64 + 2), "dropped {dropped}");
+        assert_eq!(metrics.pending.get() as u64 + dropped, 40);
+    }
+}
