@@ -40,6 +40,17 @@ pub struct Config {
     /// own when the proxy runs as root, `same` never switches, a number picks that uid.
     #[arg(long, default_value = "auto")]
     pub action_uid: crate::executor::user::ActionUidFlag,
+    /// Where reports the control plane has not acknowledged are spooled (created 0700); a
+    /// successor proxy with the same directory replays what is left. Default: a private
+    /// temporary directory, removed at a clean exit when empty.
+    #[arg(long)]
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Bound of the spool file; at the bound records are refused and the proxy takes no invokes.
+    #[arg(long, default_value_t = crate::report::SPOOL_MAX_BYTES)]
+    pub spool_max_bytes: u64,
+    /// Size of the in-memory report queue (tests make it small).
+    #[arg(long, default_value_t = crate::report::BUFFER, hide = true)]
+    pub report_queue: usize,
     /// Exported to actions as `__OW_API_HOST`.
     #[arg(long)]
     pub api_host: Option<String>,

@@ -24,4 +24,5 @@ pub mod record;
 pub mod report;
 pub mod running;
 pub mod server;
+pub mod spool;
 pub mod truthy;

@@ -41,6 +41,11 @@ pub struct ProxyMetrics {
     pub in_flight: Gauge,
     /// `whisk_proxy_capacity`: the concurrency limit (set at scrape).
     pub capacity: Gauge,
+    /// `whisk_proxy_spooled_records` / `whisk_proxy_spooled_bytes`: reports waiting on disk for
+    /// the control plane's acknowledgement.
+    pub spool: crate::spool::SpoolGauges,
+    /// `whisk_proxy_refused_records_total`: records refused because the spool was full.
+    pub refused_records: Counter,
 }
 
 impl ProxyMetrics {
@@ -78,6 +83,20 @@ impl ProxyMetrics {
             capacity: m.gauge(
                 "whisk_proxy_capacity",
                 "Activations that may run at once (the action's concurrency limit).",
+            ),
+            spool: crate::spool::SpoolGauges {
+                records: m.gauge(
+                    "whisk_proxy_spooled_records",
+                    "Reports spooled to disk, not yet acknowledged by the control plane.",
+                ),
+                bytes: m.gauge(
+                    "whisk_proxy_spooled_bytes",
+                    "Size of the report spool file.",
+                ),
+            },
+            refused_records: m.counter(
+                "whisk_proxy_refused_records",
+                "Activation records refused because the report spool was at its bound.",
             ),
             registry: m,
         }

@@ -34,8 +34,12 @@ use crate::gate::Gate;
 use crate::metrics::ProxyMetrics;
 use crate::params::{merge, parse_payload};
 use crate::record::Recorded;
-use crate::report::Reporter;
+use crate::report::{Reporter, ReporterConfig};
 use crate::running::Running;
+
+/// Why invokes are refused while the report spool is at its bound.
+pub const REPORTS_STUCK: &str =
+    "This container cannot take invokes: its activation records are not being acknowledged.";
 
 /// OpenWhisk's answer to a second init.
 pub const INIT_TWICE: &str = "Cannot initialize the action more than once.";
@@ -49,6 +53,8 @@ pub enum StartError {
     Http(#[from] HttpError),
     #[error("invalid action in the environment: {0}")]
     EnvAction(#[from] crate::action::ActionError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
 }
 
 /// When an init ran, taken by the first activation after it (`initTime`, the `init` span).
@@ -87,11 +93,18 @@ impl Proxy {
         config: &Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Arc<Self>, StartError> {
-        let reporter = Reporter::start(
-            config.controlplane.clone(),
-            config.container_id.clone(),
-            config.token.clone(),
-        );
+        let metrics = ProxyMetrics::new();
+        let reporter = Reporter::start(ReporterConfig {
+            capacity: config.report_queue,
+            spool_dir: config.spool_dir.clone(),
+            spool_max_bytes: config.spool_max_bytes,
+            gauges: metrics.spool.clone(),
+            ..ReporterConfig::new(
+                config.controlplane.clone(),
+                config.container_id.clone(),
+                config.token.clone(),
+            )
+        })?;
         let env_action = ActionSpec::from_env(&env, config.kind.as_deref())?;
         let executor: Arc<dyn Executor> = match config.executor {
             ExecutorKind::Local => {
@@ -121,7 +134,7 @@ impl Proxy {
             reporter,
             ready: RwLock::new(None),
             init_lock: tokio::sync::Mutex::new(()),
-            metrics: ProxyMetrics::new(),
+            metrics,
             running: Running::default(),
             gate: Gate::new(config.token.clone()),
         });
@@ -307,6 +320,9 @@ impl Proxy {
     /// `/readyz`: a stem cell or an initialised action can take work; an action whose init
     /// failed cannot.
     pub fn readiness(&self) -> Result<(), String> {
+        if !self.reporter.accepting() {
+            return Err(REPORTS_STUCK.to_string());
+        }
         match self.ready() {
             Some(r) => match &r.init_error {
                 Some(e) => Err(format!("init failed: {e}")),
@@ -316,9 +332,14 @@ impl Proxy {
         }
     }
 
-    /// Reports dropped because the report buffer was full.
+    /// Reports dropped (no control plane, queue full) or refused (spool full).
     pub fn dropped_reports(&self) -> u64 {
         self.reporter.dropped()
+    }
+
+    /// Reports waiting in the spool for the control plane.
+    pub fn spooled_reports(&self) -> u64 {
+        self.reporter.spooled()
     }
 
     /// An invoke: `get` looks up request headers (lower-case names), `body` is the payload.
@@ -385,6 +406,9 @@ impl Proxy {
         let Some(ready) = self.ready() else {
             return Answer::error(503, "System not initialized.", &tid);
         };
+        if !self.reporter.accepting() {
+            return Answer::error(503, REPORTS_STUCK, &tid);
+        }
         if ctx.action != ready.action.fqn {
             tracing::warn!(routed = %ctx.action, serving = %ready.action.fqn, "refused an invoke for another action");
             return Answer::error(
@@ -473,11 +497,17 @@ impl Proxy {
                 duration_ms = ran.as_millis() as u64,
                 "activation finished"
             );
-            proxy.reporter.activation(
+            let kept = proxy.reporter.activation(
                 &record.record.activation_id,
                 record.record.to_stored_json().to_string(),
             );
-            let _ = tx.send(record);
+            if kept {
+                let _ = tx.send(record);
+            } else {
+                // Never answer for an activation that has no record: the waiting caller gets
+                // "The activation was lost." (500).
+                proxy.metrics.refused_records.inc();
+            }
             drop(running);
         };
         tokio::spawn(task.instrument(span.clone()));
@@ -493,9 +523,10 @@ impl Proxy {
         }
     }
 
-    /// Stops the executor's processes.
+    /// Stops the executor's processes (and removes an empty temporary spool).
     pub async fn shutdown(&self) {
         self.executor.shutdown().await;
+        self.reporter.shutdown().await;
     }
 }
 

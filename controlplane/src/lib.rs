@@ -24,6 +24,7 @@ pub mod plane;
 pub mod pool;
 pub mod push;
 pub mod runtimes;
+pub mod spools;
 pub mod starts;
 pub mod store;
 pub mod up;
@@ -164,10 +165,16 @@ pub async fn start(config: Config) -> Result<ControlPlaneHandle, StartError> {
             config.api_host.clone(),
             config.start_timeout,
         )
-        .with_proxy_args(config.proxy_args.clone()),
+        .with_proxy_args(config.proxy_args.clone())
+        .with_spool_root(config.data_dir.join(SPOOL_DIR)),
     );
     start_with_backend(config, backend).await
 }
+
+/// Under the data directory: one spool directory per local container (`spool/<container-id>`).
+pub const SPOOL_DIR: &str = "spool";
+/// How often spools of dead proxies are swept (see `spools.rs`).
+const SPOOL_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Makes the data directory owner-only: the store, tokens and logs in it are nobody else's, and
 /// action processes run as other users (see the container proxy's `executor/user.rs`). A
@@ -242,6 +249,11 @@ pub async fn start_with_backend(
     let mut tasks = vec![plane.hub.spawn_flusher()];
     tasks.extend(plane.spawn_event_loop());
     tasks.extend(plane.spawn_gc_loop());
+    tasks.push(spools::spawn_sweeper(
+        &plane,
+        plane.config.data_dir.join(SPOOL_DIR),
+        SPOOL_SWEEP_EVERY,
+    ));
 
     // Activation records carry up to 10 MB of logs plus a 1 MB result; snapshots grow with the
     // number of actions and endpoints. tonic's 4 MB default is too small for either.

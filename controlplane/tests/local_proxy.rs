@@ -468,3 +468,32 @@ async fn fresh_python_start_and_real_init_failure() {
     assert_eq!(cp.plane().container_ids().len(), before);
     cp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_local_proxy_spools_under_the_data_dir() {
+    let bin = proxy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.prewarm = vec![("nodejs:20".into(), 1)];
+    config.proxy_bin = Some(bin);
+    let cp = whisk_controlplane::start(config).await.unwrap();
+    wait_for("a stem cell", Duration::from_secs(30), || {
+        cp.plane()
+            .container_ids()
+            .iter()
+            .any(|(_, s, _)| *s == State::Stem)
+    })
+    .await;
+    let (stem_id, _, _) = cp
+        .plane()
+        .container_ids()
+        .into_iter()
+        .find(|(_, s, _)| *s == State::Stem)
+        .unwrap();
+    let spool = dir.path().join("spool").join(&stem_id);
+    assert!(spool.join("reports.spool").is_file(), "{}", spool.display());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&spool).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the spool directory is owner-only");
+    cp.shutdown().await;
+}

@@ -201,3 +201,59 @@ async fn unusable_reports_with_a_wrong_token_are_refused() {
     assert!(!alive(&cp));
     cp.shutdown().await;
 }
+
+/// One spool entry as a container proxy writes it.
+fn spool_entry(id: &str, path: &str, namespace: &str) -> String {
+    json!({ "activation": { "id": id, "json": record(id, path, namespace, 7) } }).to_string()
+}
+
+#[tokio::test]
+async fn records_left_in_a_dead_proxys_spool_are_stored_and_a_live_proxys_spool_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let root = dir.path().join("spool");
+    let dead = root.join("c-dead");
+    let live = root.join("c-live");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    let dead_id = "0123456789abcdef0123456789abcde1";
+    let live_id = "0123456789abcdef0123456789abcde2";
+    // A whole entry, then the torn write a kill mid-append leaves.
+    std::fs::write(
+        dead.join("reports.spool"),
+        format!(
+            "{}\n{{\"activation\":{{\"id\":\"tor",
+            spool_entry(dead_id, "guest/private", "guest")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        live.join("reports.spool"),
+        format!("{}\n", spool_entry(live_id, "guest/private", "guest")),
+    )
+    .unwrap();
+    // A live proxy holds an exclusive lock on its spool.
+    let held = std::fs::File::open(live.join("reports.spool")).unwrap();
+    use std::os::fd::AsRawFd;
+    assert_eq!(
+        unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+
+    // A spool younger than the minimum age may belong to a proxy that is starting: left alone.
+    whisk_controlplane::spools::sweep(cp.plane(), &root, std::time::Duration::from_secs(3600));
+    assert!(stored(&cp, "guest", dead_id).is_none());
+    assert!(dead.exists());
+
+    whisk_controlplane::spools::sweep(cp.plane(), &root, std::time::Duration::ZERO);
+
+    assert!(stored(&cp, "guest", dead_id).is_some());
+    assert!(!dead.exists(), "the swept spool is removed");
+    assert!(stored(&cp, "guest", live_id).is_none());
+    assert!(live.join("reports.spool").exists());
+    drop(held);
+    // Once its proxy is gone the next sweep takes it.
+    whisk_controlplane::spools::sweep(cp.plane(), &root, std::time::Duration::ZERO);
+    assert!(stored(&cp, "guest", live_id).is_some());
+    assert!(!live.exists());
+}

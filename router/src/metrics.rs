@@ -51,6 +51,8 @@ pub struct RouterMetrics {
     /// Refused (429) forwarded invokes the router sent elsewhere: `answered`, `no_capacity`
     /// (the 429 reached the client) or `wait_expired` (202).
     pub replays: Family<Outcome, Counter>,
+    /// The queue of the router's own activation records (see `control/records.rs`).
+    pub records: crate::control::records::RecordMetrics,
 }
 
 impl RouterMetrics {
@@ -112,7 +114,18 @@ impl RouterMetrics {
             revision.set(tables.revision() as i64);
             open.set(tables.endpoints.open_breakers(now_ms()) as i64);
         });
+        let records = crate::control::records::RecordMetrics {
+            pending: registry.gauge(
+                "whisk_router_records_pending",
+                "Activation records the router made, not yet acknowledged by the control plane.",
+            ),
+            dropped: registry.counter(
+                "whisk_router_records_dropped",
+                "Activation records the router made and dropped because its queue was full.",
+            ),
+        };
         Self {
+            records,
             registry,
             decisions,
             decision_seconds,

@@ -76,7 +76,13 @@ pub async fn start(config: Config) -> Result<RouterHandle, ServerError> {
         Some(path) => ControlPlaneToken::from_file(path)?,
         None => ControlPlaneToken::none(),
     };
-    let control = GrpcControlPlane::new(&config.controlplane, router_id.clone(), token.clone())?;
+    let metrics = RouterMetrics::new(tables.clone());
+    let control = GrpcControlPlane::new(
+        &config.controlplane,
+        router_id.clone(),
+        token.clone(),
+        metrics.records.clone(),
+    )?;
     let mut tasks = vec![tokio::spawn(sync::run(
         control.client(),
         tables.clone(),
@@ -85,7 +91,6 @@ pub async fn start(config: Config) -> Result<RouterHandle, ServerError> {
     ))];
     let control: Arc<dyn ControlPlane> = Arc::new(control);
     let router = Arc::new(Router::new(tables.clone(), control, config.policy));
-    let metrics = RouterMetrics::new(tables.clone());
     let mut admin_addr = None;
     if let Some(addr) = config.admin {
         let (bound, task) = crate::admin::start(addr, tables, &metrics).await?;

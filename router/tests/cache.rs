@@ -247,3 +247,47 @@ async fn a_hit_is_the_callers_own_recorded_activation_in_the_shape_asked_for() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_hits_made_while_the_control_plane_is_away_are_delivered_when_it_returns() {
+    let b = Bench::start().await;
+    let u = setup(&b, "max-age=60").await;
+    for _ in 0..2 {
+        call(&b, &guest_auth(), A, json!({ "x": 1 })).await;
+    }
+    assert_eq!(u.requests.load(Ordering::SeqCst), 2);
+
+    b.cp.stop().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let r = call(&b, &guest_auth(), A, json!({ "x": 1 })).await;
+        assert_eq!(r.status(), 200);
+        ids.push(
+            r.headers()["x-openwhisk-activation-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(u.requests.load(Ordering::SeqCst), 2, "all five were hits");
+    let pending = b.router_metrics().await;
+    assert!(
+        pending
+            .lines()
+            .any(|l| l.starts_with("whisk_router_records_pending ") && !l.ends_with(" 0")),
+        "{pending}"
+    );
+
+    b.cp.restart().await;
+    eventually("every hit's record", Duration::from_secs(20), || async {
+        let records = b.cp.records.lock().unwrap();
+        ids.iter()
+            .all(|id| records.iter().any(|r| r["activationId"] == id.as_str()))
+    })
+    .await;
+    let metrics = b.router_metrics().await;
+    assert!(
+        metrics.contains("whisk_router_records_dropped_total 0"),
+        "{metrics}"
+    );
+}

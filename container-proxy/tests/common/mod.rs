@@ -172,6 +172,23 @@ impl ControlPlaneStub {
         .await
     }
 
+    /// Waits until every id of `activation_ids` has a record; returns how many records each has.
+    pub async fn records_of_all(&self, activation_ids: &[String]) -> Vec<usize> {
+        self.wait_for("records of every activation", |r| {
+            let counts: Vec<usize> = activation_ids
+                .iter()
+                .map(|id| {
+                    r.activations
+                        .iter()
+                        .filter(|(_, rec)| rec["activationId"] == id.as_str())
+                        .count()
+                })
+                .collect();
+            counts.iter().all(|&n| n > 0).then_some(counts)
+        })
+        .await
+    }
+
     pub fn records(&self) -> Vec<Value> {
         self.svc
             .received

@@ -53,6 +53,8 @@ pub struct LocalBackend {
     start_timeout: Duration,
     /// Appended to every proxy's command line (telemetry flags).
     extra_args: Vec<String>,
+    /// Each proxy spools unacknowledged reports in `<spool_root>/<container-id>`.
+    spool_root: Option<PathBuf>,
     running: Arc<Mutex<HashMap<String, Running>>>,
     events_tx: mpsc::UnboundedSender<BackendEvent>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<BackendEvent>>>,
@@ -72,6 +74,7 @@ impl LocalBackend {
             api_host,
             start_timeout,
             extra_args: Vec::new(),
+            spool_root: None,
             running: Arc::new(Mutex::new(HashMap::new())),
             events_tx,
             events_rx: Mutex::new(Some(events_rx)),
@@ -81,6 +84,13 @@ impl LocalBackend {
     /// Passes `args` to every proxy started (e.g. `--log-json`, `--otlp-endpoint URL`).
     pub fn with_proxy_args(mut self, args: Vec<String>) -> Self {
         self.extra_args = args;
+        self
+    }
+
+    /// Gives each proxy the spool directory `<root>/<container-id>` (`--spool-dir`), so records
+    /// a killed proxy could not deliver stay where the control plane's sweep finds them.
+    pub fn with_spool_root(mut self, root: PathBuf) -> Self {
+        self.spool_root = Some(root);
         self
     }
 
@@ -98,6 +108,21 @@ impl LocalBackend {
             .lock()
             .ok()
             .and_then(|r| r.get(container_id).and_then(|x| x.pid))
+    }
+
+    /// `--spool-dir <root>/<container-id>` when a spool root is set and the id is a plain name.
+    fn spool_args(&self, container_id: &str) -> Vec<std::ffi::OsString> {
+        let plain = !container_id.is_empty()
+            && container_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        match &self.spool_root {
+            Some(root) if plain => vec![
+                "--spool-dir".into(),
+                root.join(container_id).into_os_string(),
+            ],
+            _ => Vec::new(),
+        }
     }
 
     async fn start_unit(&self, spec: UnitSpec) -> Result<Unit, StartError> {
@@ -121,6 +146,7 @@ impl LocalBackend {
             .arg("--api-host")
             .arg(&self.api_host)
             .args(&self.extra_args)
+            .args(self.spool_args(&spec.container_id))
             .env_clear()
             .envs(
                 PROXY_ENV

@@ -13,6 +13,7 @@ use whisk_vocab::ActivationRecord;
 
 use super::convert;
 use super::credential::{Bearer, Client, ControlPlaneToken};
+use super::records::{self, RecordMetrics, RecordQueue};
 use crate::config::MAX_SNAPSHOT_BYTES;
 use crate::domain::endpoints::EndpointSpec;
 use crate::domain::ports::{ColdStartFailure, ControlPlane, InitFailure};
@@ -20,24 +21,29 @@ use crate::domain::ports::{ColdStartFailure, ControlPlane, InitFailure};
 pub struct GrpcControlPlane {
     client: Client,
     router_id: String,
+    /// The router's own records, retried until acknowledged.
+    records: RecordQueue,
 }
 
 impl GrpcControlPlane {
     /// A lazily connected client: the router starts even while the control plane is down. Every
-    /// call presents `token`.
+    /// call presents `token`. Starts the record queue (needs a Tokio runtime).
     pub fn new(
         url: &str,
         router_id: String,
         token: Arc<ControlPlaneToken>,
+        record_metrics: RecordMetrics,
     ) -> Result<Self, tonic::transport::Error> {
         let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .connect_lazy();
+        // Snapshots of large installations (1M endpoints) are far beyond tonic's 4 MiB default.
+        let client = ControlPlaneClient::with_interceptor(channel, Bearer(token))
+            .max_decoding_message_size(MAX_SNAPSHOT_BYTES);
         Ok(Self {
-            // Snapshots of large installations (1M endpoints) are far beyond tonic's 4 MiB default.
-            client: ControlPlaneClient::with_interceptor(channel, Bearer(token))
-                .max_decoding_message_size(MAX_SNAPSHOT_BYTES),
+            records: RecordQueue::start(client.clone(), records::CAPACITY, record_metrics),
+            client,
             router_id,
         })
     }
@@ -118,15 +124,9 @@ impl ControlPlane for GrpcControlPlane {
     }
 
     fn report_activation(&self, record: ActivationRecord) {
-        let mut client = self.client.clone();
-        tokio::spawn(async move {
-            let req = pb::ReportActivationRequest {
-                container_id: String::new(),
-                activation_json: record.to_stored_json().to_string(),
-            };
-            if let Err(status) = client.report_activation(req).await {
-                tracing::warn!(%status, "report activation failed");
-            }
-        });
+        self.records.push(
+            record.activation_id.clone(),
+            record.to_stored_json().to_string(),
+        );
     }
 }

@@ -6,4 +6,5 @@
 pub mod client;
 pub mod convert;
 pub mod credential;
+pub mod records;
 pub mod sync;
