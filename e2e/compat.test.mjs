@@ -49,15 +49,19 @@ test('updating a zip action to source text (and back) runs the new code', async 
   assert.deepEqual(await ow.actions.invoke({ name: 'flip', blocking: true, result: true }), { v: 'zip2' });
 });
 
-test('a python zip with __main__.py and a helper module', async () => {
+test('a python zip with __main__.py, a helper module and a virtualenv folder', async () => {
   const zip = zipOf({
-    '__main__.py': 'from helper import greet\n\ndef main(args):\n    return {"greeting": greet(args.get("name", "world"))}\n',
+    '__main__.py':
+      'from helper import greet\nimport vendored\n\ndef main(args):\n    return {"greeting": greet(args.get("name", "world")), "vendored": vendored.NAME}\n',
     'helper.py': 'def greet(name):\n    return "Hello from a zip, " + name + "!"\n',
+    // Dependencies as `virtualenv virtualenv && pip install ...` leaves them.
+    'virtualenv/bin/activate_this.py': '# not needed by this runtime\n',
+    'virtualenv/lib/python3.11/site-packages/vendored/__init__.py': 'NAME = "from the virtualenv"\n',
   });
   const created = await ow.actions.create({ name: 'pyzip', kind: 'python:3', action: zip });
   assert.equal(created.exec.binary, true);
   const result = await ow.actions.invoke({ name: 'pyzip', blocking: true, result: true, params: { name: 'py' } });
-  assert.deepEqual(result, { greeting: 'Hello from a zip, py!' });
+  assert.deepEqual(result, { greeting: 'Hello from a zip, py!', vendored: 'from the virtualenv' });
 });
 
 test('package lists show binding false for plain packages and the binding for bindings', async () => {
