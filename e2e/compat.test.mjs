@@ -140,6 +140,7 @@ test('invoking through a package binding merges package < binding < action < inv
   const [latest] = await binder.activations.list({ name: 'echo', limit: 1, docs: true });
   assert.equal(latest.namespace, 'binder');
   assert.equal(latest.annotations.find((a) => a.key === 'binding')?.value, 'binder/mine');
+  assert.equal(latest.annotations.find((a) => a.key === 'path')?.value, 'guest/shared/echo');
 
   // The binding's parameters change: the next invoke sees them (its containers held the old ones).
   await binder.packages.update({

@@ -109,6 +109,10 @@ pub struct ActionSpec {
     /// `ns/[pkg/]name`, no leading slash.
     #[serde(default)]
     pub fqn: String,
+    /// What records name as `path`, when it is not `fqn`: the bound action's, for an action
+    /// invoked through a package binding.
+    #[serde(default)]
+    pub path: Option<String>,
     #[serde(default)]
     pub revision: u64,
     #[serde(default = "default_version")]

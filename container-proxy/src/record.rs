@@ -190,7 +190,7 @@ impl Recorded {
     /// Builds the record of one activation of `action`, with the proxy's annotations.
     pub fn build(action: &ActionSpec, done: Finished) -> Self {
         let mut annotations = vec![
-            KeyValue::new("path", json!(action.fqn)),
+            KeyValue::new("path", json!(action.path.as_deref().unwrap_or(&action.fqn))),
             KeyValue::new("waitTime", json!(done.wait_time_ms)),
             KeyValue::new("kind", json!(action.kind)),
             KeyValue::new("timeout", json!(done.timed_out)),

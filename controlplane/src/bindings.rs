@@ -71,6 +71,16 @@ pub fn resolve(plane: &Plane, fqn: &str) -> Result<Option<ActionDoc>, PlaneError
         .find(|a| a.name == name))
 }
 
+/// The path OpenWhisk records for an activation of `fqn` when `fqn` is an action a binding exposes:
+/// the bound action's (`owner/package/name`). `None` for any other action.
+pub fn bound_path(plane: &Plane, fqn: &str) -> Option<String> {
+    let mut parts = fqn.splitn(3, '/');
+    let (ns, pkg, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let binding = plane.store.get_package(&format!("{ns}/{pkg}")).ok()??;
+    let target = binding.binding?;
+    Some(format!("{}/{}/{name}", target.namespace, target.name))
+}
+
 /// The parameters a container of `a` is initialised with: its package's (and, through a binding,
 /// the bound package's under the binding's), then its own.
 pub fn init_parameters(plane: &Plane, a: &ActionDoc) -> Vec<KeyValue> {

@@ -363,6 +363,8 @@ fn init_payload(plane: &Plane, a: &ActionDoc, invoker: &str) -> Value {
             "package": a.package,
             "name": a.name,
             "fqn": a.fqn(),
+            // What its records name as `path` (the bound action's, through a binding).
+            "path": crate::bindings::bound_path(plane, &a.fqn()).unwrap_or_else(|| a.fqn()),
             "revision": a.revision,
             "version": a.version,
             "kind": a.exec.kind,

@@ -351,7 +351,10 @@ impl Plane {
             .to_string();
         let namespace = match assigned_namespace {
             Some((namespace, fqn)) => {
-                if record_path(&record) != Some(fqn.as_str()) {
+                let path = record_path(&record);
+                if path != Some(fqn.as_str())
+                    && path.map(str::to_string) != crate::bindings::bound_path(self, &fqn)
+                {
                     return Err(PlaneError::PermissionDenied(format!(
                         "container {container_id} does not hold the action of this record"
                     )));
