@@ -146,6 +146,13 @@ impl LogSink {
         s.done = s.closed;
     }
 
+    /// Starts the next activation's collection keeping what was collected so far: what a
+    /// successful init printed belongs to the first activation's logs, as in OpenWhisk.
+    pub fn resume(&self) {
+        let mut s = self.lock();
+        s.done = s.closed;
+    }
+
     /// One line of output.
     pub fn line(&self, stream: Stream, line: &str) {
         let mut s = self.lock();

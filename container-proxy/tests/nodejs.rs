@@ -603,3 +603,35 @@ async fn a_stray_write_to_the_reply_channel_does_not_shift_later_results() {
         assert_eq!(reply.body, json!({ "n": n }), "run {n} gets its own result");
     }
 }
+
+/// What the code prints while it initialises goes with the first activation's logs, before what
+/// the run prints, as in OpenWhisk; later activations have only their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_of_a_successful_init_is_in_the_first_activations_logs() {
+    let cp = ControlPlaneStub::start().await;
+    let code = r#"
+        console.log("loading");
+        function main(p) { console.log("running " + p.n); return {}; }"#;
+    let proxy = ready_proxy(&cp, "nodejs:20", action("hello", "nodejs:20", code)).await;
+    let logs_of = |body: &Value| -> Vec<String> {
+        body["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = proxy
+        .invoke(&Invoke::blocking("guest/hello"), json!({"n": 1}))
+        .await;
+    let logs = logs_of(&first.body);
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert!(logs[0].ends_with("stdout: loading"), "{logs:?}");
+    assert!(logs[1].ends_with("stdout: running 1"), "{logs:?}");
+    let second = proxy
+        .invoke(&Invoke::blocking("guest/hello"), json!({"n": 2}))
+        .await;
+    let logs = logs_of(&second.body);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(logs[0].ends_with("stdout: running 2"), "{logs:?}");
+}

@@ -58,6 +58,8 @@ struct Process {
     stdin: ChildStdin,
     replies: BufReader<pipe::Receiver>,
     sink: Arc<LogSink>,
+    /// Its init succeeded and what it printed then is still to be logged (with its first run).
+    init_output: bool,
 }
 
 impl Process {
@@ -351,6 +353,7 @@ impl Inner {
             stdin,
             replies: BufReader::new(receiver),
             sink,
+            init_output: false,
         })
     }
 
@@ -366,6 +369,7 @@ impl Inner {
         process.sink.begin(log_limit);
         let message = Self::init_reply(process, line, timeout).await?;
         let Some(message) = message else {
+            process.init_output = true;
             return Ok(());
         };
         // The process is of no more use: its output ends when it dies.
@@ -565,7 +569,11 @@ impl Inner {
             .prepared
             .as_ref()
             .is_some_and(|p| p.family == Family::Native);
-        process.sink.begin(request.log_limit);
+        if std::mem::take(&mut process.init_output) {
+            process.sink.resume();
+        } else {
+            process.sink.begin(request.log_limit);
+        }
         let mut message = request.message;
         if let (Some(tp), Value::Object(m)) = (&request.traceparent, &mut message) {
             m.insert("traceparent".into(), Value::String(tp.clone()));
