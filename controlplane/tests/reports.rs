@@ -257,3 +257,40 @@ async fn records_left_in_a_dead_proxys_spool_are_stored_and_a_live_proxys_spool_
     assert!(stored(&cp, "guest", live_id).is_some());
     assert!(!live.exists());
 }
+
+/// Records of no container (the router's: sequences, cache hits, failures) and reports of an
+/// unusable container need a credential: the router token, or the container's own.
+#[tokio::test]
+async fn reports_without_any_credential_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, a, _) = two_containers(dir.path()).await;
+    let anonymous = grpc_at(cp.grpc_url(), RouterToken::none()).await;
+    let id = "00112233445566778899aabbccddeeff";
+    let err = anonymous
+        .clone()
+        .report_activation(pb::ReportActivationRequest {
+            container_id: String::new(),
+            activation_json: record(id, "alice/forged", "alice", 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert!(stored(&cp, "alice", id).is_none(), "nothing was stored");
+    let err = anonymous
+        .clone()
+        .report_unusable(pb::ReportUnusableRequest {
+            container_id: a.container_id.clone(),
+            reason: "forged".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert!(
+        cp.plane()
+            .container_ids()
+            .iter()
+            .any(|(id, _, _)| *id == a.container_id),
+        "the container is still there"
+    );
+    cp.shutdown().await;
+}
