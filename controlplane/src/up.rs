@@ -186,6 +186,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         controlplane_api: controlplane.http_addr(),
         access_log: logs.join("envoy-access.log"),
         ingress_token: Some(ingress_token),
+        request_timeout: None,
     };
     let envoy = envoy::start(&envoy_bin, &spec, &envoy_dir, Duration::from_secs(60)).await?;
     let apihost = envoy.url();

@@ -204,3 +204,43 @@ async fn a_slow_upload_holds_no_concurrency_while_its_body_arrives() {
     })
     .await;
 }
+
+/// A body that never finishes arriving gets 408 once the request timeout passes, and held
+/// nothing meanwhile: the namespace's only slot serves others throughout and after.
+#[tokio::test]
+async fn an_upload_that_never_finishes_gets_408_and_held_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Bench::start().await;
+    let u = b.one_at_a_time("a").await;
+    let served = u.requests.load(Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let mut sock = tokio::net::TcpStream::connect(b.envoy.listen)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/namespaces/_/actions/a HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"never\":",
+        guest_auth()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(
+        b.invoke("a").await.status(),
+        200,
+        "the upload holds no slot"
+    );
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), sock.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "Envoy answered the stalled upload");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() >= REQUEST_TIMEOUT,
+        "not before the timeout"
+    );
+    assert_eq!(b.invoke("a").await.status(), 200);
+    assert_eq!(
+        u.requests.load(Ordering::SeqCst),
+        served + 2,
+        "only the two invokes reached the container; the upload never ran"
+    );
+}

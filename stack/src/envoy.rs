@@ -69,7 +69,14 @@ pub struct EnvoySpec {
     /// The token Envoy presents to a router over TCP (`x-whisk-ingress-token`; the router's
     /// `--ingress-token-file`). `None` sends an empty one, which only an ungated router accepts.
     pub ingress_token: Option<String>,
+    /// How long a client may take to send a whole request (408 after that); `None`: the default,
+    /// [`REQUEST_TIMEOUT`].
+    pub request_timeout: Option<std::time::Duration>,
 }
+
+/// How long a client may take to send a whole request by default (nginx, OpenWhisk's front door,
+/// allows 60 s between two reads of a body; the bound here is on the whole request).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Fills the template of the spec's flavour; the admin socket ([`ADMIN_SOCKET`]) is left for
 /// [`start_config`] to fill.
@@ -89,7 +96,17 @@ pub fn render(spec: &EnvoySpec) -> String {
             "{{CONTROLPLANE_PORT}}",
             &spec.controlplane_api.port().to_string(),
         )
-        .replace("{{ACCESS_LOG}}", &spec.access_log.display().to_string());
+        .replace("{{ACCESS_LOG}}", &spec.access_log.display().to_string())
+        .replace(
+            "{{REQUEST_TIMEOUT}}",
+            &format!(
+                "{}s",
+                spec.request_timeout
+                    .unwrap_or(REQUEST_TIMEOUT)
+                    .as_secs()
+                    .max(1)
+            ),
+        );
     match &spec.router {
         RouterLink::Tcp(addr) => {
             out = out

@@ -55,6 +55,7 @@ async fn envoy_admin_is_a_private_socket_and_no_tcp_port() {
             controlplane_api: "127.0.0.1:9".parse().unwrap(),
             access_log: sub.join("access.log"),
             ingress_token: None,
+            request_timeout: None,
         };
         let envoy = start(&envoy_bin, &spec, &sub, Duration::from_secs(60))
             .await

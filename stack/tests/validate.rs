@@ -11,6 +11,7 @@ fn spec(router: RouterLink, dir: &std::path::Path) -> EnvoySpec {
         controlplane_api: "127.0.0.1:7002".parse().unwrap(),
         access_log: dir.join("access.log"),
         ingress_token: None,
+        request_timeout: None,
     }
 }
 

@@ -269,6 +269,7 @@ pub async fn start_with(
                 controlplane_api: upstream_addr,
                 access_log: dir.join("envoy-access.log"),
                 ingress_token: None,
+                request_timeout: None,
             };
             EnvoyProcess::Template(envoy::start(&tools.envoy, &spec, &dir, START_TIMEOUT).await?)
         }

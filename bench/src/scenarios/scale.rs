@@ -235,6 +235,7 @@ async fn measure_scale(
         controlplane_api: upstream,
         access_log: dir.join("envoy-access.log"),
         ingress_token: None,
+        request_timeout: None,
     };
     let envoy = envoy::start(&tools.envoy, &spec, &dir, Duration::from_secs(30)).await?;
     let components = vec![

@@ -342,6 +342,9 @@ async fn serve_conn(
 /// The router token the bench's control plane demands and its routers present.
 pub const BENCH_TOKEN: &str = "bench-router-token";
 
+/// How long the bench's Envoy waits for a whole request (408 after that).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The token the bench's Envoy presents to its router.
 pub const INGRESS_TOKEN: &str = "bench-ingress-token-0123456789abcdef";
 
@@ -467,6 +470,8 @@ impl Bench {
                 },
                 access_log: dir.path().join("access.log"),
                 ingress_token: Some(INGRESS_TOKEN.into()),
+                // Short, so a test can watch a slow upload time out.
+                request_timeout: Some(REQUEST_TIMEOUT),
             },
             dir.path(),
             Duration::from_secs(30),
