@@ -7,37 +7,30 @@
 //! its own (they hold the binding's parameters). A cold start resolves the same name here
 //! ([`resolve`]); the init parameters are merged in [`init_parameters`].
 //!
-//! Whenever a binding, its bound package or one of that package's actions changes, the binding's
-//! actions are recomputed and pushed ([`republish`]): stale ones removed, containers holding old
-//! parameters retired. A binding whose package is gone, or no longer published to the binding's
+//! Whenever a binding, its bound package or one of that package's actions changes, the plane
+//! recomputes the binding's actions ([`exposed`]) and pushes them: stale ones removed, containers
+//! holding old parameters retired. A binding whose package is gone, or no longer published to the binding's
 //! namespace, exposes nothing (invokes get 404, as for any unknown action).
-
-use std::collections::HashSet;
 
 use whisk_vocab::KeyValue;
 use whisk_vocab::record::kv_set;
 
 use crate::model::{ActionDoc, PackageDoc};
-use crate::plane::{Plane, PlaneError};
-use crate::push::Delta;
+use crate::store::{Store, StoreError};
 
 /// The actions `binding` exposes (none if it is not a binding or its package is out of reach).
-pub fn exposed(plane: &Plane, binding: &PackageDoc) -> Result<Vec<ActionDoc>, PlaneError> {
+pub fn exposed(store: &dyn Store, binding: &PackageDoc) -> Result<Vec<ActionDoc>, StoreError> {
     let Some(target) = &binding.binding else {
         return Ok(Vec::new());
     };
-    let Some(pkg) = plane
-        .store
-        .get_package(&format!("{}/{}", target.namespace, target.name))?
-    else {
+    let Some(pkg) = store.get_package(&format!("{}/{}", target.namespace, target.name))? else {
         return Ok(Vec::new());
     };
     if pkg.binding.is_some() || !(pkg.publish || pkg.namespace == binding.namespace) {
         return Ok(Vec::new());
     }
     let binding_fqn = binding.fqn();
-    Ok(plane
-        .store
+    Ok(store
         .list_actions(Some(&pkg.namespace))?
         .into_iter()
         .filter(|a| a.package.as_deref() == Some(pkg.name.as_str()))
@@ -55,35 +48,35 @@ pub fn exposed(plane: &Plane, binding: &PackageDoc) -> Result<Vec<ActionDoc>, Pl
 }
 
 /// The action at `fqn` (`ns/[pkg/]name`): a stored one, or one a binding exposes.
-pub fn resolve(plane: &Plane, fqn: &str) -> Result<Option<ActionDoc>, PlaneError> {
-    if let Some(a) = plane.store.get_action(fqn)? {
+pub fn resolve(store: &dyn Store, fqn: &str) -> Result<Option<ActionDoc>, StoreError> {
+    if let Some(a) = store.get_action(fqn)? {
         return Ok(Some(a));
     }
     let mut parts = fqn.splitn(3, '/');
     let (Some(ns), Some(pkg), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
         return Ok(None);
     };
-    let Some(binding) = plane.store.get_package(&format!("{ns}/{pkg}"))? else {
+    let Some(binding) = store.get_package(&format!("{ns}/{pkg}"))? else {
         return Ok(None);
     };
-    Ok(exposed(plane, &binding)?
+    Ok(exposed(store, &binding)?
         .into_iter()
         .find(|a| a.name == name))
 }
 
 /// The path OpenWhisk records for an activation of `fqn` when `fqn` is an action a binding exposes:
 /// the bound action's (`owner/package/name`). `None` for any other action.
-pub fn bound_path(plane: &Plane, fqn: &str) -> Option<String> {
+pub fn bound_path(store: &dyn Store, fqn: &str) -> Option<String> {
     let mut parts = fqn.splitn(3, '/');
     let (ns, pkg, name) = (parts.next()?, parts.next()?, parts.next()?);
-    let binding = plane.store.get_package(&format!("{ns}/{pkg}")).ok()??;
+    let binding = store.get_package(&format!("{ns}/{pkg}")).ok()??;
     let target = binding.binding?;
     Some(format!("{}/{}/{name}", target.namespace, target.name))
 }
 
 /// The parameters a container of `a` is initialised with: its package's (and, through a binding,
 /// the bound package's under the binding's), then its own.
-pub fn init_parameters(plane: &Plane, a: &ActionDoc) -> Vec<KeyValue> {
+pub fn init_parameters(store: &dyn Store, a: &ActionDoc) -> Vec<KeyValue> {
     let mut parameters: Vec<KeyValue> = Vec::new();
     let mut overlay = |kvs: &[KeyValue]| {
         for kv in kvs {
@@ -92,12 +85,11 @@ pub fn init_parameters(plane: &Plane, a: &ActionDoc) -> Vec<KeyValue> {
         }
     };
     if let Some(pkg) = &a.package
-        && let Ok(Some(p)) = plane.store.get_package(&format!("{}/{pkg}", a.namespace))
+        && let Ok(Some(p)) = store.get_package(&format!("{}/{pkg}", a.namespace))
     {
         if let Some(target) = &p.binding
-            && let Ok(Some(bound)) = plane
-                .store
-                .get_package(&format!("{}/{}", target.namespace, target.name))
+            && let Ok(Some(bound)) =
+                store.get_package(&format!("{}/{}", target.namespace, target.name))
         {
             overlay(&bound.parameters);
         }
@@ -108,9 +100,8 @@ pub fn init_parameters(plane: &Plane, a: &ActionDoc) -> Vec<KeyValue> {
 }
 
 /// The bindings (`ns/name`) whose bound package is `package_fqn`.
-pub fn bindings_to(plane: &Plane, package_fqn: &str) -> Result<Vec<String>, PlaneError> {
-    Ok(plane
-        .store
+pub fn bindings_to(store: &dyn Store, package_fqn: &str) -> Result<Vec<String>, StoreError> {
+    Ok(store
         .list_packages(None)?
         .into_iter()
         .filter(|p| {
@@ -120,57 +111,4 @@ pub fn bindings_to(plane: &Plane, package_fqn: &str) -> Result<Vec<String>, Plan
         })
         .map(|p| p.fqn())
         .collect())
-}
-
-/// Recomputes and pushes what binding `binding_fqn` exposes (it may have been deleted): removes
-/// what it no longer exposes and retires those containers; retires every container of what it
-/// exposes when `parameters_changed`, else only those of older revisions.
-pub fn republish(
-    plane: &Plane,
-    binding_fqn: &str,
-    parameters_changed: bool,
-) -> Result<(), PlaneError> {
-    let now: Vec<ActionDoc> = match plane.store.get_package(binding_fqn)? {
-        Some(b) => exposed(plane, &b)?,
-        None => Vec::new(),
-    };
-    let prefix = format!("{binding_fqn}/");
-    let current: HashSet<String> = now.iter().map(ActionDoc::fqn).collect();
-    let stale: Vec<String> = plane
-        .hub
-        .snapshot()
-        .actions_upsert
-        .into_iter()
-        .map(|a| a.fqn)
-        .filter(|f| f.starts_with(&prefix) && !current.contains(f))
-        .collect();
-    let mut d = Delta::default();
-    for a in &now {
-        d.upsert_action(a, false);
-    }
-    for f in &stale {
-        d.remove_action(f);
-    }
-    plane.hub.publish(d);
-    for f in &stale {
-        plane.retire(f, None);
-    }
-    for a in &now {
-        let keep = (!parameters_changed).then_some(a.revision);
-        plane.retire(&a.fqn(), keep);
-    }
-    Ok(())
-}
-
-/// Republishes every binding of the package `package_fqn` (after it, or one of its actions,
-/// changed).
-pub fn republish_bindings_to(
-    plane: &Plane,
-    package_fqn: &str,
-    parameters_changed: bool,
-) -> Result<(), PlaneError> {
-    for b in bindings_to(plane, package_fqn)? {
-        republish(plane, &b, parameters_changed)?;
-    }
-    Ok(())
 }

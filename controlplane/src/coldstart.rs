@@ -41,7 +41,7 @@ pub async fn cold_start(
     if deadline.is_some_and(|d| d <= Instant::now()) {
         return Err(ColdStartError::DeadlineExceeded);
     }
-    let action = match crate::bindings::resolve(plane, fqn) {
+    let action = match crate::bindings::resolve(&*plane.store, fqn) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let err = ColdStartError::UnknownAction(format!(
@@ -333,7 +333,7 @@ async fn start_for_inner(
     plane.put_container(registered);
 
     // The action may have changed while we were starting: never hand out a stale revision.
-    match crate::bindings::resolve(&plane, &fqn) {
+    match crate::bindings::resolve(&*plane.store, &fqn) {
         Ok(Some(current)) if current.revision == action.revision => Ok(endpoint),
         _ => {
             plane.remove_container(&id, true);
@@ -356,7 +356,7 @@ fn own_image(action: &ActionDoc) -> Option<String> {
 /// Contract 3's init body: the action (package parameters merged under its own), env, and the
 /// namespace the container serves (backends record it to adopt the unit after a restart).
 fn init_payload(plane: &Plane, a: &ActionDoc, invoker: &str) -> Value {
-    let parameters = crate::bindings::init_parameters(plane, a);
+    let parameters = crate::bindings::init_parameters(&*plane.store, a);
     json!({
         "action": {
             "namespace": a.namespace,
@@ -364,7 +364,7 @@ fn init_payload(plane: &Plane, a: &ActionDoc, invoker: &str) -> Value {
             "name": a.name,
             "fqn": a.fqn(),
             // What its records name as `path` (the bound action's, through a binding).
-            "path": crate::bindings::bound_path(plane, &a.fqn()).unwrap_or_else(|| a.fqn()),
+            "path": crate::bindings::bound_path(&*plane.store, &a.fqn()).unwrap_or_else(|| a.fqn()),
             "revision": a.revision,
             "version": a.version,
             "kind": a.exec.kind,

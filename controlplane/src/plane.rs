@@ -130,7 +130,7 @@ impl Plane {
             d.upsert_action(&a, public);
         }
         for binding in self.store.list_packages(None)? {
-            for a in crate::bindings::exposed(self, &binding)? {
+            for a in crate::bindings::exposed(&*self.store, &binding)? {
                 d.upsert_action(&a, false);
             }
         }
@@ -180,20 +180,71 @@ impl Plane {
     /// next change or a restart republishes them).
     fn bindings_changed(&self, fqn: &str, parameters_changed: bool) {
         let result = match self.store.get_package(fqn) {
-            Ok(Some(p)) if p.binding.is_some() => {
-                crate::bindings::republish(self, fqn, parameters_changed)
-            }
-            Ok(Some(_)) => crate::bindings::republish_bindings_to(self, fqn, parameters_changed),
+            Ok(Some(p)) if p.binding.is_some() => self.republish_binding(fqn, parameters_changed),
+            Ok(Some(_)) => self.republish_bindings_to(fqn, parameters_changed),
             // Deleted: if it was a binding, withdraw what it exposed (a deleted package has no
             // actions left under its name); if a bound package, its bindings expose nothing now.
-            Ok(None) => crate::bindings::republish(self, fqn, parameters_changed).and_then(|()| {
-                crate::bindings::republish_bindings_to(self, fqn, parameters_changed)
-            }),
-            Err(e) => Err(e.into()),
+            Ok(None) => self
+                .republish_binding(fqn, parameters_changed)
+                .and_then(|()| self.republish_bindings_to(fqn, parameters_changed)),
+            Err(e) => Err(e),
         };
         if let Err(e) = result {
             tracing::error!(package = fqn, error = %e, "cannot republish bindings");
         }
+    }
+
+    /// Recomputes and pushes what binding `binding_fqn` exposes (it may have been deleted):
+    /// removes what it no longer exposes and retires those containers; retires every container
+    /// of what it exposes when `parameters_changed`, else only those of older revisions.
+    fn republish_binding(
+        &self,
+        binding_fqn: &str,
+        parameters_changed: bool,
+    ) -> Result<(), crate::store::StoreError> {
+        let now: Vec<ActionDoc> = match self.store.get_package(binding_fqn)? {
+            Some(b) => crate::bindings::exposed(&*self.store, &b)?,
+            None => Vec::new(),
+        };
+        let prefix = format!("{binding_fqn}/");
+        let current: std::collections::HashSet<String> = now.iter().map(ActionDoc::fqn).collect();
+        let stale: Vec<String> = self
+            .hub
+            .snapshot()
+            .actions_upsert
+            .into_iter()
+            .map(|a| a.fqn)
+            .filter(|f| f.starts_with(&prefix) && !current.contains(f))
+            .collect();
+        let mut d = Delta::default();
+        for a in &now {
+            d.upsert_action(a, false);
+        }
+        for f in &stale {
+            d.remove_action(f);
+        }
+        self.hub.publish(d);
+        for f in &stale {
+            self.retire(f, None);
+        }
+        for a in &now {
+            let keep = (!parameters_changed).then_some(a.revision);
+            self.retire(&a.fqn(), keep);
+        }
+        Ok(())
+    }
+
+    /// Republishes every binding of the package `package_fqn` (after it, or one of its actions,
+    /// changed).
+    fn republish_bindings_to(
+        &self,
+        package_fqn: &str,
+        parameters_changed: bool,
+    ) -> Result<(), crate::store::StoreError> {
+        for b in crate::bindings::bindings_to(&*self.store, package_fqn)? {
+            self.republish_binding(&b, parameters_changed)?;
+        }
+        Ok(())
     }
 
     /// A package was written: its actions' `public` flag may have changed, and their containers
@@ -236,7 +287,7 @@ impl Plane {
     // ---- containers ---------------------------------------------------------------------
 
     /// Remove containers of `fqn` whose revision is not `keep_revision`.
-    pub(crate) fn retire(&self, fqn: &str, keep_revision: Option<u64>) {
+    fn retire(&self, fqn: &str, keep_revision: Option<u64>) {
         let ids = self.pool().of_action(fqn, keep_revision);
         for id in ids {
             self.remove_container(&id, true);
@@ -353,7 +404,7 @@ impl Plane {
             Some((namespace, fqn)) => {
                 let path = record_path(&record);
                 if path != Some(fqn.as_str())
-                    && path.map(str::to_string) != crate::bindings::bound_path(self, &fqn)
+                    && path.map(str::to_string) != crate::bindings::bound_path(&*self.store, &fqn)
                 {
                     return Err(PlaneError::PermissionDenied(format!(
                         "container {container_id} does not hold the action of this record"
@@ -502,7 +553,7 @@ impl Plane {
                     last_activity: Instant::now(),
                     token,
                 }),
-                Some((fqn, revision)) => match crate::bindings::resolve(self, fqn) {
+                Some((fqn, revision)) => match crate::bindings::resolve(&*self.store, fqn) {
                     Ok(Some(a)) if a.revision == *revision => Some(Container {
                         id: u.container_id.clone(),
                         kind: u.kind.clone(),

@@ -26,6 +26,7 @@ mod fixtures;
 pub mod init_failure;
 pub mod invocation;
 pub mod minute_window;
+pub mod not_run;
 pub mod pipeline;
 pub mod ports;
 pub mod records;
