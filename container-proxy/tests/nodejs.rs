@@ -555,12 +555,7 @@ function main() { return {}; }"#;
         err.starts_with("Initialization has failed due to: SyntaxError"),
         "{err}"
     );
-    let logs: Vec<&str> = body["logs"]
-        .as_array()
-        .expect("logs")
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let logs = log_lines(&body);
     assert!(
         logs.iter().any(|l| l.ends_with("stdout: booting")),
         "{logs:?}"
@@ -613,25 +608,17 @@ async fn output_of_a_successful_init_is_in_the_first_activations_logs() {
         console.log("loading");
         function main(p) { console.log("running " + p.n); return {}; }"#;
     let proxy = ready_proxy(&cp, "nodejs:20", action("hello", "nodejs:20", code)).await;
-    let logs_of = |body: &Value| -> Vec<String> {
-        body["logs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap().to_string())
-            .collect()
-    };
     let first = proxy
         .invoke(&Invoke::blocking("guest/hello"), json!({"n": 1}))
         .await;
-    let logs = logs_of(&first.body);
+    let logs = log_lines(&first.body);
     assert_eq!(logs.len(), 2, "{logs:?}");
     assert!(logs[0].ends_with("stdout: loading"), "{logs:?}");
     assert!(logs[1].ends_with("stdout: running 1"), "{logs:?}");
     let second = proxy
         .invoke(&Invoke::blocking("guest/hello"), json!({"n": 2}))
         .await;
-    let logs = logs_of(&second.body);
+    let logs = log_lines(&second.body);
     assert_eq!(logs.len(), 1, "{logs:?}");
     assert!(logs[0].ends_with("stdout: running 2"), "{logs:?}");
 }

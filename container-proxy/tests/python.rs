@@ -146,12 +146,7 @@ async fn init_failure_answers_the_print_and_the_traceback() {
         err.starts_with("Initialization has failed due to: ValueError"),
         "{err}"
     );
-    let logs: Vec<&str> = body["logs"]
-        .as_array()
-        .expect("logs")
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let logs = log_lines(&body);
     assert!(
         logs.iter().any(|l| l.ends_with("stdout: importing")),
         "{logs:?}"

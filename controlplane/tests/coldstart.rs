@@ -352,18 +352,7 @@ async fn each_caller_namespace_gets_its_own_container_of_a_public_action() {
     let backend = FakeBackend::new(true);
     let cp = start_fake(test_config(dir.path()), backend.clone()).await;
     let guest = Api::new(&cp, Some("guest"));
-    guest
-        .put(
-            "/api/v1/namespaces/_/packages/shared",
-            json!({ "publish": true }),
-        )
-        .await;
-    guest
-        .put(
-            "/api/v1/namespaces/_/actions/shared/count",
-            nodejs_action("x"),
-        )
-        .await;
+    publish_shared_count(&guest).await;
     guest
         .put("/api/v1/namespaces/_/actions/private", nodejs_action("x"))
         .await;
@@ -423,18 +412,7 @@ async fn a_stem_cell_gets_its_namespace_when_specialised() {
     wait_for("a stem cell", Duration::from_secs(5), || stems(&cp) == 1).await;
     let stem_id = cp.plane().container_ids()[0].0.clone();
     let guest = Api::new(&cp, Some("guest"));
-    guest
-        .put(
-            "/api/v1/namespaces/_/packages/shared",
-            json!({ "publish": true }),
-        )
-        .await;
-    guest
-        .put(
-            "/api/v1/namespaces/_/actions/shared/count",
-            nodejs_action("x"),
-        )
-        .await;
+    publish_shared_count(&guest).await;
     let ep = endpoint(cold_start_for(&cp, "guest/shared/count", "other").await);
     assert_eq!(ep.container_id, stem_id);
     assert_eq!(ep.invoking_namespace, "other");

@@ -47,18 +47,7 @@ fn stored(cp: &ControlPlaneHandle, namespace: &str, id: &str) -> Option<Value> {
 async fn two_containers(dir: &std::path::Path) -> (ControlPlaneHandle, Endpoint, Endpoint) {
     let cp = start_fake(test_config(dir), FakeBackend::new(false)).await;
     let guest = Api::new(&cp, Some("guest"));
-    guest
-        .put(
-            "/api/v1/namespaces/_/packages/shared",
-            json!({ "publish": true }),
-        )
-        .await;
-    guest
-        .put(
-            "/api/v1/namespaces/_/actions/shared/count",
-            nodejs_action("x"),
-        )
-        .await;
+    publish_shared_count(&guest).await;
     guest
         .put("/api/v1/namespaces/_/actions/private", nodejs_action("x"))
         .await;

@@ -531,3 +531,13 @@ pub fn zip_base64(files: &[(&str, &str)]) -> String {
     }
     base64::engine::general_purpose::STANDARD.encode(buf.into_inner())
 }
+
+/// The `logs` array of an answer (an init failure or an activation record), as strings.
+pub fn log_lines(body: &serde_json::Value) -> Vec<String> {
+    body["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|l| l.as_str().expect("a log line").to_string())
+        .collect()
+}

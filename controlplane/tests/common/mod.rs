@@ -394,3 +394,20 @@ pub fn proxy_bin() -> std::path::PathBuf {
     assert!(bin.exists(), "{} missing", bin.display());
     bin
 }
+
+/// guest's published package `shared` with one action, `shared/count`, which any namespace may
+/// invoke.
+pub async fn publish_shared_count(guest: &Api) {
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/shared",
+            serde_json::json!({ "publish": true }),
+        )
+        .await;
+    guest
+        .put(
+            "/api/v1/namespaces/_/actions/shared/count",
+            nodejs_action("x"),
+        )
+        .await;
+}
