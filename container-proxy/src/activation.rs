@@ -100,6 +100,7 @@ mod tests {
             api_key: Some("uuid:key".into()),
             traceparent: None,
             cause: None,
+            web: false,
         }
     }
 

@@ -40,6 +40,9 @@ pub struct InvokeContext {
     pub traceparent: Option<String>,
     /// The sequence activation this one is a component of (`x-whisk-cause`).
     pub cause: Option<String>,
+    /// A web request's argument, made by the router (`x-whisk-web`): it carries the `__ow_*`
+    /// context a client's payload may not set.
+    pub web: bool,
 }
 
 fn required<'a>(
@@ -101,6 +104,7 @@ impl std::fmt::Debug for InvokeContext {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("traceparent", &self.traceparent)
             .field("cause", &self.cause)
+            .field("web", &self.web)
             .finish()
     }
 }
@@ -146,6 +150,11 @@ impl InvokeContext {
                 None | Some("") => None,
                 Some(c) if is_activation_id(c) => Some(c.to_string()),
                 Some(_) => return Err(ContextError::Malformed("x-whisk-cause")),
+            },
+            web: match get("x-whisk-web").map(str::trim) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => return Err(ContextError::Malformed("x-whisk-web")),
             },
         })
     }

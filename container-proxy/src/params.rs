@@ -35,13 +35,19 @@ pub fn parse_payload(body: &[u8]) -> Result<Value, ParamError> {
 
 /// Merges the action's parameters under the payload. Parameters marked `init` went to the init
 /// environment and are not passed to `/run`. With `final`, a payload may not redefine a parameter
-/// whose value is defined (not null); no payload may define an `__ow_*` key.
-pub fn merge(params: &[Parameter], is_final: bool, payload: Value) -> Result<Value, ParamError> {
+/// whose value is defined (not null); no payload may define an `__ow_*` key, except a web
+/// request's argument (`web`), which the router made with that context.
+pub fn merge(
+    params: &[Parameter],
+    is_final: bool,
+    payload: Value,
+    web: bool,
+) -> Result<Value, ParamError> {
     let payload = match payload {
         Value::Object(map) => map,
         other => return Ok(other),
     };
-    if payload.keys().any(|k| k.starts_with("__ow_")) {
+    if !web && payload.keys().any(|k| k.starts_with("__ow_")) {
         return Err(ParamError::Reserved);
     }
     if is_final
@@ -86,28 +92,31 @@ mod tests {
     #[test]
     fn payload_wins_over_defaults() {
         let params = [p("name", json!("World")), p("n", json!(1))];
-        let merged = merge(&params, false, json!({"name": "Ada"})).unwrap();
+        let merged = merge(&params, false, json!({"name": "Ada"}), false).unwrap();
         assert_eq!(merged, json!({"name": "Ada", "n": 1}));
     }
 
     #[test]
     fn arrays_are_not_merged() {
         let params = [p("name", json!("World"))];
-        assert_eq!(merge(&params, true, json!([1, 2])).unwrap(), json!([1, 2]));
+        assert_eq!(
+            merge(&params, true, json!([1, 2]), false).unwrap(),
+            json!([1, 2])
+        );
     }
 
     #[test]
     fn final_parameters_are_protected() {
         let params = [p("name", json!("World")), p("open", Value::Null)];
         assert_eq!(
-            merge(&params, true, json!({"name": "x"})),
+            merge(&params, true, json!({"name": "x"}), false),
             Err(ParamError::Reserved)
         );
         assert_eq!(
-            merge(&params, true, json!({"open": 1})).unwrap(),
+            merge(&params, true, json!({"open": 1}), false).unwrap(),
             json!({"name": "World", "open": 1})
         );
-        assert!(merge(&params, false, json!({"name": "x"})).is_ok());
+        assert!(merge(&params, false, json!({"name": "x"}), false).is_ok());
         assert_eq!(
             ParamError::Reserved.to_string(),
             "Request defines parameters that are not allowed (e.g., reserved properties)."
@@ -117,9 +126,11 @@ mod tests {
     #[test]
     fn reserved_keys_are_refused() {
         assert_eq!(
-            merge(&[], false, json!({"__ow_method": "get"})),
+            merge(&[], false, json!({"__ow_method": "get"}), false),
             Err(ParamError::Reserved)
         );
+        // A web request's argument, made by the router, carries the context.
+        assert!(merge(&[], false, json!({"__ow_method": "get"}), true).is_ok());
     }
 
     #[test]
@@ -129,6 +140,6 @@ mod tests {
             value: json!("s"),
             init: true,
         }];
-        assert_eq!(merge(&params, false, json!({})).unwrap(), json!({}));
+        assert_eq!(merge(&params, false, json!({}), false).unwrap(), json!({}));
     }
 }

@@ -421,6 +421,7 @@ impl Proxy {
             &ready.action.parameters,
             ready.action.annotation_truthy("final"),
             payload,
+            ctx.web,
         ) {
             Ok(v) => v,
             Err(e) => return Answer::error(400, e.to_string(), &tid),

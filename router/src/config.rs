@@ -35,6 +35,10 @@ pub const REPLAY_GRACE: Duration = Duration::from_secs(5);
 /// How long past an action's time limit the router keeps the slots of an activation whose caller
 /// stopped waiting (the proxy may queue it before it runs).
 pub const END_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a web request waits for its activation before OpenWhisk's 202 "Response not yet
+/// ready." (OpenWhisk's `maxWaitForBlockingActivation`).
+pub const WEB_WAIT: Duration = Duration::from_secs(60);
 /// What the router allows itself past an action's time limit when it runs an activation itself.
 pub const RUN_GRACE: Duration = Duration::from_secs(60);
 

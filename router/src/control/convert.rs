@@ -7,6 +7,7 @@ use whisk_proto::controlplane::v1 as pb;
 use crate::domain::endpoints::EndpointSpec;
 use crate::domain::tables::{ActionLimits, ActionMeta, Identity, Update};
 use crate::domain::throttle::NamespaceLimits;
+use crate::domain::web::export::WebExport;
 
 pub fn endpoint(e: pb::Endpoint) -> EndpointSpec {
     EndpointSpec {
@@ -53,8 +54,9 @@ fn action(a: pb::Action) -> ActionMeta {
             logs_mb: l.logs_mb,
             concurrency: l.concurrency.max(1),
         },
-        components: a.components.into_iter().map(Arc::from).collect(),
+        components: a.components.iter().cloned().map(Arc::from).collect(),
         public: a.public,
+        web: WebExport::from_annotations(|k| a.annotations.get(k).map(String::as_str)),
     }
 }
 

@@ -17,5 +17,6 @@ pub fn action(fqn: &str, revision: u64) -> ActionMeta {
         },
         components: Box::new([]),
         public: false,
+        web: None,
     }
 }

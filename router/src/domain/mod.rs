@@ -13,6 +13,8 @@
 //! [`records`] are the activation records the router makes itself (an action whose code fails
 //! to initialise makes one too: [`init_failure`]); [`ports`] is what the domain needs from the
 //! control plane.
+//!
+//! [`web`] serves web actions (`/api/v1/web/...`) with the same pieces.
 
 pub mod authn;
 pub mod authz;
@@ -37,3 +39,4 @@ pub mod response;
 pub mod retry_after;
 pub mod tables;
 pub mod throttle;
+pub mod web;

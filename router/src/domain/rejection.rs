@@ -29,6 +29,12 @@ pub enum Rejection {
     InvalidTimeout,
     #[error("The query parameter '{0}' was malformed.")]
     MalformedQuery(&'static str),
+    /// A web request's query or body sets a context parameter (`__ow_*`).
+    #[error("Request defines parameters that are not allowed (e.g., reserved properties).")]
+    ReservedParameters,
+    /// A web request's body is not what its content type says.
+    #[error("The request content was malformed:\n{0}")]
+    MalformedBody(String),
     #[error("Request larger than allowed: {size} > {limit} bytes.")]
     EntityTooLarge { size: u64, limit: u64 },
     #[error("Too many requests in the last minute (count: {count}, allowed: {allowed}).")]
@@ -68,9 +74,11 @@ impl Rejection {
             Rejection::NotAuthorized(_) => 403,
             Rejection::NotFound => 404,
             Rejection::MethodNotAllowed => 405,
-            Rejection::IllegalName | Rejection::InvalidTimeout | Rejection::MalformedQuery(_) => {
-                400
-            }
+            Rejection::IllegalName
+            | Rejection::InvalidTimeout
+            | Rejection::MalformedQuery(_)
+            | Rejection::ReservedParameters
+            | Rejection::MalformedBody(_) => 400,
             Rejection::EntityTooLarge { .. } => 413,
             Rejection::TooManyRequests { .. } | Rejection::TooManyConcurrent { .. } => 429,
             Rejection::Unavailable { .. } => 503,
@@ -107,6 +115,8 @@ impl Rejection {
             Rejection::IllegalName => "illegal_name",
             Rejection::InvalidTimeout => "invalid_timeout",
             Rejection::MalformedQuery(_) => "malformed_query",
+            Rejection::ReservedParameters => "reserved_parameters",
+            Rejection::MalformedBody(_) => "malformed_body",
             Rejection::EntityTooLarge { .. } => "payload_too_large",
             Rejection::TooManyRequests { .. } => "throttled_rate",
             Rejection::TooManyConcurrent { .. } => "throttled_concurrency",

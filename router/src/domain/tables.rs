@@ -14,6 +14,7 @@ use dashmap::DashMap;
 
 use super::endpoints::{EndpointSpec, EndpointTable};
 use super::throttle::{NamespaceLimits, NamespaceState};
+use super::web::export::WebExport;
 
 /// One key of a namespace (the key itself is never pushed, only its SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct ActionMeta {
     pub components: Box<[Arc<str>]>,
     /// In a published package: any authenticated caller may invoke it.
     pub public: bool,
+    /// How it is served on `/api/v1/web/...`; `None` unless it is exported.
+    pub web: Option<WebExport>,
 }
 
 impl ActionMeta {
@@ -76,11 +79,21 @@ pub struct Update {
     pub routers: Option<u32>,
 }
 
+/// A namespace's identities, as web actions need them: the subject they run as, and how many
+/// identities remain (the namespace is unknown once none does).
+#[derive(Debug)]
+struct Owner {
+    identities: u32,
+    subject: Box<str>,
+}
+
 /// Everything pushed, plus the live counters hanging off it.
 #[derive(Default)]
 pub struct Tables {
     namespaces: DashMap<Arc<str>, Arc<NamespaceState>>,
     identities: DashMap<Box<str>, Arc<Identity>>,
+    /// Namespaces that have identities: how many, and a subject to run their web actions as.
+    owners: DashMap<Arc<str>, Owner>,
     actions: DashMap<Arc<str>, Arc<ActionMeta>>,
     pub endpoints: EndpointTable,
     revision: AtomicU64,
@@ -112,6 +125,31 @@ impl Tables {
 
     pub fn identity(&self, uuid: &str) -> Option<Arc<Identity>> {
         self.identities.get(uuid).map(|e| e.value().clone())
+    }
+
+    /// The namespace as an owner of web actions: its interned name and the subject its web
+    /// activations run as; `None` when no identity has it.
+    pub fn owner(&self, namespace: &str) -> Option<(Arc<str>, Box<str>)> {
+        self.owners
+            .get(namespace)
+            .map(|e| (e.key().clone(), e.value().subject.clone()))
+    }
+
+    fn own(&self, identity: &Identity) {
+        self.owners
+            .entry(identity.namespace.clone())
+            .and_modify(|o| o.identities += 1)
+            .or_insert_with(|| Owner {
+                identities: 1,
+                subject: identity.subject.clone(),
+            });
+    }
+
+    fn disown(&self, identity: &Identity) {
+        self.owners.remove_if_mut(&identity.namespace, |_, o| {
+            o.identities = o.identities.saturating_sub(1);
+            o.identities == 0
+        });
     }
 
     pub fn action(&self, fqn: &str) -> Option<Arc<ActionMeta>> {
@@ -167,6 +205,10 @@ impl Tables {
                 &self.identities,
                 update.identities_upsert.iter().map(|i| &*i.uuid),
             );
+            self.owners.clear();
+            for e in self.identities.iter() {
+                self.own(e.value());
+            }
             retain_only(
                 &self.actions,
                 update.actions_upsert.iter().map(|a| a.fqn.as_ref()),
@@ -191,11 +233,18 @@ impl Tables {
             self.namespaces.remove(name.as_str());
         }
         for identity in update.identities_upsert {
-            self.identities
-                .insert(identity.uuid.clone(), Arc::new(identity));
+            self.own(&identity);
+            if let Some(old) = self
+                .identities
+                .insert(identity.uuid.clone(), Arc::new(identity))
+            {
+                self.disown(&old);
+            }
         }
         for uuid in &update.identities_removed {
-            self.identities.remove(uuid.as_str());
+            if let Some((_, old)) = self.identities.remove(uuid.as_str()) {
+                self.disown(&old);
+            }
         }
         for action in update.actions_upsert {
             let fqn = action.fqn.clone();
@@ -295,6 +344,39 @@ mod tests {
             ..Default::default()
         });
         assert!(t.identity_epoch() > e1);
+    }
+
+    #[test]
+    fn namespaces_own_web_actions_while_they_have_identities() {
+        let id = |uuid: &str, ns: &str| Identity {
+            uuid: uuid.into(),
+            namespace: ns.into(),
+            subject: format!("{ns}-subject").into(),
+            key_sha256: [0; 32],
+        };
+        let t = Tables::default();
+        t.apply(Update {
+            revision: 1,
+            snapshot: true,
+            identities_upsert: vec![id("u1", "alpha"), id("u2", "alpha"), id("u3", "beta")],
+            ..Default::default()
+        });
+        assert_eq!(t.owner("alpha").map(|o| o.1), Some("alpha-subject".into()));
+        t.apply(Update {
+            revision: 2,
+            identities_removed: vec!["u1".into()],
+            identities_upsert: vec![id("u3", "gamma")],
+            ..Default::default()
+        });
+        assert!(t.owner("alpha").is_some(), "u2 is still in alpha");
+        assert!(t.owner("beta").is_none(), "u3 moved to gamma");
+        assert!(t.owner("gamma").is_some());
+        t.apply(Update {
+            revision: 3,
+            identities_removed: vec!["u2".into()],
+            ..Default::default()
+        });
+        assert!(t.owner("alpha").is_none());
     }
 
     #[test]

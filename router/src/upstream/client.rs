@@ -16,6 +16,9 @@ use crate::domain::invocation::Invocation;
 use crate::domain::retry_after;
 use whisk_vocab::token::CONTAINER_TOKEN_HEADER;
 
+/// Tells a proxy the argument is a web request's, made by the router (`__ow_*` allowed).
+pub const WEB_HEADER: &str = "x-whisk-web";
+
 /// A keep-alive HTTP/1.1 client to container proxies.
 #[derive(Clone)]
 pub struct ProxyClient {
@@ -100,6 +103,9 @@ impl ProxyClient {
         }
         if let Some(a) = &request.authorization {
             req = req.header("authorization", a);
+        }
+        if request.web {
+            req = req.header(WEB_HEADER, "true");
         }
         if let Some(cause) = &inv.cause {
             req = req.header("x-whisk-cause", cause);

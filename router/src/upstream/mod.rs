@@ -5,7 +5,7 @@
 //! [`client`] speaks HTTP to one proxy; [`invoke`] calls until a container answers, moving the
 //! activation on when one refuses, and replays a refused forwarded invoke; [`background`] runs
 //! what the client does not wait for; [`lifetime`] keeps an abandoned activation's slots until
-//! it ends; [`sequence`] runs sequences; [`context`] is the one list
+//! it ends; [`sequence`] runs sequences; [`web`] runs web actions; [`context`] is the one list
 //! of context headers every invoke carries, forwarded by Envoy or sent from here.
 
 pub mod background;
@@ -14,6 +14,7 @@ pub mod context;
 pub mod invoke;
 pub mod lifetime;
 pub mod sequence;
+pub mod web;
 
 /// What the router holds of a request to send it (again) itself: who asked, under which
 /// transaction, and the body. Kept for a replay after a 429, for an invoke the router runs
@@ -24,6 +25,9 @@ pub struct KeptRequest {
     pub authorization: Option<String>,
     pub transaction_id: String,
     pub body: Vec<u8>,
+    /// A web request's argument, made by the router: it may carry the `__ow_*` context
+    /// (`x-whisk-web` tells the proxy; a client's copy of that header never reaches it).
+    pub web: bool,
 }
 
 impl KeptRequest {
@@ -32,6 +36,7 @@ impl KeptRequest {
             authorization: authorization.map(str::to_owned),
             transaction_id: transaction_id.to_owned(),
             body: Vec::new(),
+            web: false,
         }
     }
 

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::HeaderMap;
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderMap, HeaderValueOption, header_value_option::HeaderAppendAction,
+};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
     ProcessingMode, processing_mode::BodySendMode,
 };
@@ -19,6 +21,7 @@ use envoy_types::pb::google::protobuf::{self, Struct, Value, value::Kind};
 
 use crate::domain::pipeline::Admission;
 use crate::domain::rejection::{Rejection, WWW_AUTHENTICATE};
+use crate::domain::web::result::WebResponse;
 use crate::envoy::headers::{CONTEXT_PREFIX, raw};
 use crate::upstream::client::ProxyAnswer;
 use crate::upstream::context::context_headers;
@@ -69,6 +72,17 @@ pub fn with_request_body(mut reply: ProcessingResponse, streamed: bool) -> Proce
     };
     reply.mode_override = Some(ProcessingMode {
         request_body_mode: mode as i32,
+        ..Default::default()
+    });
+    reply
+}
+
+/// Asks Envoy for the request body whole, or — when it is larger than Envoy's buffer — for the
+/// part that fits (`end_of_stream` false), so a body too large to hold is refused at once
+/// instead of stalling the upload.
+pub fn with_bounded_request_body(mut reply: ProcessingResponse) -> ProcessingResponse {
+    reply.mode_override = Some(ProcessingMode {
+        request_body_mode: BodySendMode::BufferedPartial as i32,
         ..Default::default()
     });
     reply
@@ -208,6 +222,57 @@ pub fn json(status: u16, body: impl Into<Vec<u8>>, id: &str) -> ProcessingRespon
         }),
         body: body.into(),
         details: "whisk_router_answered".to_owned(),
+        ..Default::default()
+    }))
+}
+
+/// A web action's answer, as the action shaped it. Header names are lowercased, a repeated name
+/// is sent repeatedly (cookies), and what Envoy must own (framing, pseudo-headers) or could not
+/// send is dropped. `id`: the activation, when one ran.
+pub fn web(response: WebResponse, id: &str) -> ProcessingResponse {
+    const FRAMING: [&str; 5] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+    ];
+    let mut set_headers: Vec<HeaderValueOption> = response
+        .headers
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            let name_ok = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                && !FRAMING.contains(&k.as_str());
+            let value_ok = !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+            (name_ok && value_ok).then(|| {
+                // ext_proc's header mutations read the (deprecated) `append` flag, not
+                // `append_action`: without it a repeated name keeps only its last value.
+                let mut h = raw(&k, v);
+                h.append_action = HeaderAppendAction::AppendIfExistsOrAdd as i32;
+                #[allow(deprecated)]
+                {
+                    h.append = Some(protobuf::BoolValue { value: true });
+                }
+                h
+            })
+        })
+        .collect();
+    if !id.is_empty() {
+        set_headers.push(raw(ACTIVATION_ID_HEADER, id));
+    }
+    of(P::ImmediateResponse(ImmediateResponse {
+        status: Some(HttpStatus {
+            code: response.status as i32,
+        }),
+        headers: Some(HeaderMutation {
+            set_headers,
+            remove_headers: vec![],
+        }),
+        body: response.body,
+        details: "whisk_router_web".to_owned(),
         ..Default::default()
     }))
 }

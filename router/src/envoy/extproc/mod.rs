@@ -8,6 +8,7 @@
 //!   the router needs it;
 //! - [`response`]: response headers → `Router::on_response` → pass on, store in the cache, or
 //!   replay a refused request elsewhere;
+//! - [`web`]: web actions (`/api/v1/web/...`), which the router runs and answers itself;
 //! - [`answers`]: every `ProcessingResponse` the router sends.
 //!
 //! The admission lives in the stream's task, so an upstream reset or a router error end the task
@@ -18,6 +19,7 @@ mod answers;
 mod request;
 mod response;
 mod stream;
+mod web;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -22,6 +22,7 @@ use crate::config::HOLD_GRACE;
 use crate::domain::cache_hit::Lookup;
 use crate::domain::pipeline::{Admission, AwaitingBody, BodyPlan, Decision, Pending, RequestHead};
 use crate::domain::rejection::Rejection;
+use crate::domain::web::path::WEB_PREFIX;
 use crate::envoy::headers::get;
 use crate::upstream::KeptRequest;
 use crate::upstream::background::{Accepted, run_in_background};
@@ -31,6 +32,9 @@ impl InvokeStream {
     pub(super) async fn on_request_headers(&mut self, h: &HttpHeaders) -> ProcessingResponse {
         let empty = HeaderMap::default();
         let map = h.headers.as_ref().unwrap_or(&empty);
+        if get(map, ":path").is_some_and(|p| p.starts_with(WEB_PREFIX)) {
+            return self.on_web_headers(h).await;
+        }
         let transaction_id = get(map, "x-request-id").unwrap_or_default();
         let head = RequestHead {
             method: get(map, ":method").unwrap_or_default(),
@@ -267,6 +271,13 @@ impl InvokeStream {
                     route,
                     request,
                 };
+            }
+            Phase::Web(mut pending) => {
+                if !end {
+                    return pending.cut_short(chunk.len());
+                }
+                pending.extend(chunk);
+                return self.run_web(pending).await;
             }
             Phase::Forwarded {
                 admission,

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! Start ──headers──► AwaitingBody ──body──► (admitted, run by the router; 202) ► Done
+//!   │                Web ──body──► (the router runs the web action; its answer) ► Done
 //!   │                Running ──body──► (router runs it; the sequence's answer) ► Done
 //!   │                Probing ──body──► (cache hit: answered) ► Done
 //!   │                                  (miss) ──────────────► Forwarded
@@ -29,6 +30,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::answers;
+use super::web::WebPending;
 use crate::domain::invocation::Invocation;
 use crate::domain::pipeline::{Admission, AwaitingBody, Router};
 use crate::metrics::RouterMetrics;
@@ -73,6 +75,8 @@ pub(super) enum Phase {
         result_only: bool,
         body: Vec<u8>,
     },
+    /// Reading the body of a web request allowed to run.
+    Web(WebPending),
     /// Nothing more to do but let messages pass.
     Done,
 }
@@ -153,6 +157,7 @@ impl InvokeStream {
             Phase::Probing { admission, .. } | Phase::Forwarded { admission, .. } => {
                 Some(&admission.invocation)
             }
+            Phase::Web(pending) => Some(&pending.ticket().invocation),
             Phase::Start | Phase::AwaitingBody { .. } | Phase::Storing { .. } | Phase::Done => None,
         }
     }
