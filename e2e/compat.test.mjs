@@ -137,7 +137,7 @@ test('invoking through a package binding merges package < binding < action < inv
     binder.actions.invoke({ name: 'mine/echo', blocking: true, result: true, params: { s: 'invoke' } });
   assert.deepEqual(await invoke(), { p: 'package', q: 'binding', r: 'action', s: 'invoke' });
   // The activation is the binder's, and names the binding, as OpenWhisk's records do.
-  const [latest] = await binder.activations.list({ name: 'echo', limit: 1, docs: true });
+  const [latest] = await binder.activations.list({ name: 'mine/echo', limit: 1, docs: true });
   assert.equal(latest.namespace, 'binder');
   assert.equal(latest.annotations.find((a) => a.key === 'binding')?.value, 'binder/mine');
   assert.equal(latest.annotations.find((a) => a.key === 'path')?.value, 'guest/shared/echo');
