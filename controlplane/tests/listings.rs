@@ -314,3 +314,52 @@ async fn the_activation_name_filter_matches_as_openwhisk_keys_records() {
     );
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn trigger_and_rule_lists_are_empty_for_the_owner_and_forbidden_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let anon = Api::new(&cp, None);
+    for collection in ["triggers", "rules"] {
+        let own = format!("/api/v1/namespaces/_/{collection}");
+        assert_eq!(guest.get(&own).await, (200, json!([])), "{collection}");
+        assert_eq!(
+            guest
+                .get(&format!("/api/v1/namespaces/guest/{collection}?limit=5"))
+                .await,
+            (200, json!([]))
+        );
+        assert_eq!(
+            guest.get(&format!("{own}?count=true")).await,
+            (200, json!({ collection: 0 }))
+        );
+        assert_error(
+            &guest.get(&format!("{own}?limit=500")).await,
+            400,
+            &format!(
+                "The query parameter 'limit' was malformed:\nThe value '500' is not in the range of 0 to 200 for {collection}."
+            ),
+        );
+        assert_error(
+            &guest
+                .get(&format!("/api/v1/namespaces/alice/{collection}"))
+                .await,
+            403,
+            "The supplied authentication is not authorized to access 'alice'.",
+        );
+        assert_eq!(anon.get(&own).await.0, 401);
+        // Only the lists exist: one trigger or rule is not found, and none can be made.
+        assert_error(
+            &guest.get(&format!("{own}/t")).await,
+            404,
+            "The requested resource does not exist.",
+        );
+        assert_error(
+            &guest.put(&format!("{own}/t"), json!({})).await,
+            404,
+            "The requested resource does not exist.",
+        );
+    }
+    cp.shutdown().await;
+}

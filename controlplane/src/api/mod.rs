@@ -3,6 +3,7 @@
 //! headers are not believed. Every answer echoes `X-Request-ID`; errors carry it as `code`. Bodies are
 //! accepted up to OpenWhisk's action code limit ([`MAX_BODY_BYTES`]), however they are framed.
 
+pub mod absent;
 pub mod actions;
 pub mod activations;
 pub mod authn;
@@ -89,6 +90,8 @@ pub fn router(plane: AppState) -> Router {
                 .delete(actions::delete),
         )
         .route("/api/v1/namespaces/{ns}/packages", get(packages::list))
+        .route("/api/v1/namespaces/{ns}/triggers", get(absent::triggers))
+        .route("/api/v1/namespaces/{ns}/rules", get(absent::rules))
         .route(
             "/api/v1/namespaces/{ns}/packages/{name}",
             get(packages::get)
