@@ -19,6 +19,9 @@ use crate::runtimes::{self, KindError};
 
 const SEQUENCE_MAX: usize = 50;
 
+/// OpenWhisk's text for a write to an action through a package binding.
+const NOT_ON_BINDING: &str = "Operation not permitted on package binding.";
+
 #[derive(Debug, Deserialize)]
 struct ExecPut {
     kind: Option<String>,
@@ -400,9 +403,7 @@ pub async fn put(
         match plane.store.get_package(&format!("{ns}/{p}"))? {
             None => return Err(ApiError::not_found()),
             Some(pk) if pk.binding.is_some() => {
-                return Err(ApiError::bad_request(
-                    "Operation not permitted on package binding.",
-                ));
+                return Err(ApiError::bad_request(NOT_ON_BINDING));
             }
             Some(_) => {}
         }
@@ -501,6 +502,15 @@ pub async fn delete(
     };
     let fqn = entity_fqn(&ns.name, pkg.as_deref(), &name);
     ns.require_own(&fqn)?;
+    // As OpenWhisk: through a binding nothing is deleted (the actions are the bound package's).
+    if let Some(p) = &pkg
+        && plane
+            .store
+            .get_package(&format!("{}/{p}", ns.name))?
+            .is_some_and(|pk| pk.binding.is_some())
+    {
+        return Err(ApiError::bad_request(NOT_ON_BINDING));
+    }
     let old = plane
         .store
         .delete_action(&fqn)?
