@@ -400,3 +400,49 @@ async fn deleting_an_action_through_a_binding_is_refused_and_deletes_nothing() {
     );
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn another_namespace_s_binding_is_unreadable_even_when_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let alice = Api::new(&cp, Some("alice"));
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/lib",
+            json!({ "publish": true }),
+        )
+        .await;
+    guest
+        .put("/api/v1/namespaces/_/actions/lib/f", nodejs_action("x"))
+        .await;
+    let (s, b) = guest
+        .put(
+            "/api/v1/namespaces/_/packages/libalias",
+            json!({ "publish": true, "binding": { "namespace": "_", "name": "lib" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // The published package itself is readable by anyone.
+    assert_eq!(
+        alice.get("/api/v1/namespaces/guest/packages/lib").await.0,
+        200
+    );
+    for path in [
+        "/api/v1/namespaces/guest/packages/libalias",
+        "/api/v1/namespaces/guest/actions/libalias/f",
+        "/api/v1/namespaces/guest/actions/libalias/",
+    ] {
+        assert_error(
+            &alice.get(path).await,
+            403,
+            "The supplied authentication is not authorized to access 'guest/libalias'.",
+        );
+    }
+    // Its owner reads it as before.
+    assert_eq!(
+        guest.get("/api/v1/namespaces/_/packages/libalias").await.0,
+        200
+    );
+    cp.shutdown().await;
+}

@@ -306,7 +306,8 @@ pub fn now_ms() -> i64 {
     i64::try_from(whisk_vocab::now_ms()).unwrap_or(i64::MAX)
 }
 
-/// A package as a caller may read it: owned, or published.
+/// A package as a caller may read it: owned, or a published package. Another namespace's binding
+/// is never readable, published or not (OpenWhisk's `PackageCollection`).
 pub fn readable_package(
     plane: &Plane,
     caller: &Caller,
@@ -315,7 +316,7 @@ pub fn readable_package(
 ) -> Result<PackageDoc, ApiError> {
     let pkg = plane.store.get_package(&format!("{ns}/{name}"))?;
     match pkg {
-        Some(p) if ns == caller.namespace || p.publish => Ok(p),
+        Some(p) if ns == caller.namespace || (p.publish && p.binding.is_none()) => Ok(p),
         Some(_) => Err(ApiError::forbidden(&format!("{ns}/{name}"))),
         None if ns != caller.namespace => Err(ApiError::forbidden(&format!("{ns}/{name}"))),
         None => Err(ApiError::not_found()),
