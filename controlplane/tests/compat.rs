@@ -446,3 +446,49 @@ async fn another_namespace_s_binding_is_unreadable_even_when_published() {
     );
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn binding_to_another_namespace_s_package_needs_it_published_and_reveals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let alice = Api::new(&cp, Some("alice"));
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/pub",
+            json!({ "publish": true }),
+        )
+        .await;
+    guest
+        .put("/api/v1/namespaces/_/packages/priv", json!({}))
+        .await;
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/pubbind",
+            json!({ "publish": true, "binding": { "namespace": "_", "name": "pub" } }),
+        )
+        .await;
+    let bind = |target: &'static str| {
+        let alice = &alice;
+        async move {
+            alice
+                .put(
+                    &format!("/api/v1/namespaces/_/packages/to{target}"),
+                    json!({ "binding": { "namespace": "guest", "name": target } }),
+                )
+                .await
+        }
+    };
+    // Missing, unpublished or a binding: the same 403, so nothing about guest's packages leaks.
+    for target in ["missing", "priv", "pubbind"] {
+        assert_error(
+            &bind(target).await,
+            403,
+            &format!("The supplied authentication is not authorized to access 'guest/{target}'."),
+        );
+    }
+    let (s, b) = bind("pub").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["binding"], json!({ "namespace": "guest", "name": "pub" }));
+    cp.shutdown().await;
+}

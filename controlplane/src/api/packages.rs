@@ -117,19 +117,24 @@ pub async fn put(
             check_namespace(&bns)?;
             check_name(&bname)?;
             let bns = caller.resolve(&bns);
-            let target = plane
-                .store
-                .get_package(&format!("{bns}/{bname}"))?
-                .ok_or_else(|| {
-                    ApiError::bad_request("Binding references a package that does not exist.")
-                })?;
+            let target_fqn = format!("{bns}/{bname}");
+            let target = plane.store.get_package(&target_fqn)?;
+            // As OpenWhisk: read rights on the target first, so another namespace's package that
+            // is missing, unpublished or a binding is a 403 and reveals nothing.
+            if bns != caller.namespace
+                && !target
+                    .as_ref()
+                    .is_some_and(|t| t.publish && t.binding.is_none())
+            {
+                return Err(ApiError::forbidden(&target_fqn));
+            }
+            let target = target.ok_or_else(|| {
+                ApiError::bad_request("Binding references a package that does not exist.")
+            })?;
             if target.binding.is_some() {
                 return Err(ApiError::bad_request(
                     "Cannot bind to another package binding.",
                 ));
-            }
-            if bns != caller.namespace && !target.publish {
-                return Err(ApiError::forbidden(&target.fqn()));
             }
             Some(BindingRef {
                 namespace: bns,
