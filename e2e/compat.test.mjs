@@ -240,3 +240,33 @@ test('activations.list filters by name as OpenWhisk keys records: action, packag
     return true;
   });
 });
+
+test('bindings: writes through one are refused; another namespace\'s binding or unshared package is a 403', async () => {
+  await ow.packages.create({ name: 'blib', package: { publish: true } });
+  await ow.actions.create({ name: 'blib/f', action: "function main() { return { f: 1 }; }" });
+  await ow.packages.create({ name: 'balias', package: { publish: true, binding: { namespace: '_', name: 'blib' } } });
+  await ow.packages.create({ name: 'bsecret' });
+  for (const call of [() => ow.actions.delete({ name: 'balias/f' }), () => ow.actions.update({ name: 'balias/f', action: 'x' })]) {
+    await assert.rejects(call(), (err) => {
+      assert.equal(err.statusCode, 400);
+      assert.equal(err.error.error, 'Operation not permitted on package binding.');
+      return true;
+    });
+  }
+  assert.deepEqual(await ow.actions.invoke({ name: 'blib/f', blocking: true, result: true }), { f: 1 });
+
+  const key = stack.admin('user', 'create', 'outsider').trim().split('\n').pop();
+  const outsider = openwhisk({ apihost: stack.apihost, api_key: key });
+  assert.equal((await outsider.packages.get({ name: '/guest/blib' })).name, 'blib');
+  await assert.rejects(outsider.packages.get({ name: '/guest/balias' }), (err) => err.statusCode === 403);
+  for (const target of ['bsecret', 'balias', 'nosuch']) {
+    await assert.rejects(
+      outsider.packages.create({ name: `to${target}`, package: { binding: { namespace: 'guest', name: target } } }),
+      (err) => {
+        assert.equal(err.statusCode, 403);
+        assert.equal(err.error.error, `The supplied authentication is not authorized to access 'guest/${target}'.`);
+        return true;
+      },
+    );
+  }
+});
