@@ -1,10 +1,11 @@
 // OpenWhisk compatibility details the official JS client trips on (issue 16): zip actions sent
-// without `binary`, and package listing and deletion. Through Envoy, router, control plane and
-// container proxies, with openwhisk@3.21.9 as users run it.
+// without `binary`, package listing and deletion, and every list call with the query parameters
+// the client sends (`public`, `count`, `skip`, `name`, `since`, `code`). Through Envoy, router,
+// control plane and container proxies, with openwhisk@3.21.9 as users run it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import openwhisk from 'openwhisk';
-import { startStack, GUEST_KEY } from './stack.mjs';
+import { startStack, eventually, GUEST_KEY } from './stack.mjs';
 import { zipOf } from './zip.mjs';
 
 let stack;
@@ -137,7 +138,7 @@ test('invoking through a package binding merges package < binding < action < inv
     binder.actions.invoke({ name: 'mine/echo', blocking: true, result: true, params: { s: 'invoke' } });
   assert.deepEqual(await invoke(), { p: 'package', q: 'binding', r: 'action', s: 'invoke' });
   // The activation is the binder's, and names the binding, as OpenWhisk's records do.
-  const [latest] = await binder.activations.list({ name: 'echo', limit: 1, docs: true });
+  const [latest] = await binder.activations.list({ name: 'mine/echo', limit: 1, docs: true });
   assert.equal(latest.namespace, 'binder');
   assert.equal(latest.annotations.find((a) => a.key === 'binding')?.value, 'binder/mine');
   assert.equal(latest.annotations.find((a) => a.key === 'path')?.value, 'guest/shared/echo');
@@ -164,4 +165,108 @@ test('invoking through a package binding merges package < binding < action < inv
   assert.equal((await invoke()).q, 'binding-2');
   await binder.packages.delete({ name: 'mine' });
   await assert.rejects(invoke(), (e) => e.statusCode === 404);
+});
+
+test('packages.list({public: true}): one\'s own namespace lists everything, another\'s only its published packages', async () => {
+  await ow.packages.create({ name: 'listpub', package: { publish: true } });
+  await ow.packages.create({ name: 'listpriv' });
+  await ow.packages.create({ name: 'listbind', package: { publish: true, binding: { namespace: '_', name: 'listpub' } } });
+  const mine = (await ow.packages.list({ public: true, limit: 200 })).map((p) => p.name);
+  for (const name of ['listpub', 'listpriv', 'listbind']) assert.ok(mine.includes(name), mine.join(','));
+
+  const key = stack.admin('user', 'create', 'lister').trim().split('\n').pop();
+  const lister = openwhisk({ apihost: stack.apihost, api_key: key });
+  const theirs = await lister.packages.list({ namespace: 'guest', public: true, limit: 200 });
+  const names = theirs.map((p) => p.name);
+  assert.ok(names.includes('listpub'), names.join(','));
+  assert.ok(!names.includes('listpriv') && !names.includes('listbind'), names.join(','));
+  assert.ok(theirs.every((p) => p.publish === true && p.binding === false && p.namespace === 'guest'), JSON.stringify(theirs));
+  const { packages: n } = await lister.packages.list({ namespace: 'guest', count: true });
+  assert.equal(n, theirs.length);
+  // The lister's own namespace has nothing of guest's in it.
+  assert.deepEqual(await lister.packages.list({ public: true }), []);
+});
+
+test('actions.list includes packaged actions; counts are after skip', async () => {
+  await ow.packages.create({ name: 'lpkg' });
+  await ow.actions.create({ name: 'lpkg/inside', action: 'function main() { return {}; }' });
+  await ow.actions.create({ name: 'outside', action: 'function main() { return {}; }' });
+  const listed = await ow.actions.list({ limit: 200 });
+  const inside = listed.find((a) => a.name === 'inside');
+  assert.equal(inside?.namespace, 'guest/lpkg', JSON.stringify(listed));
+  assert.ok(listed.some((a) => a.name === 'outside'));
+  const { actions: all } = await ow.actions.list({ count: true });
+  assert.equal(all, listed.length);
+  assert.deepEqual(await ow.actions.list({ count: true, skip: 1 }), { actions: all - 1 });
+  const got = await ow.actions.get({ name: 'lpkg/inside', code: false });
+  assert.equal(got.exec.code, undefined);
+  assert.equal(got.exec.kind, 'nodejs:20');
+});
+
+test('namespaces.get() reads the whole namespace: actions, packages, and empty triggers and rules', async () => {
+  const ns = await ow.namespaces.get();
+  assert.ok(Array.isArray(ns.actions) && ns.actions.length > 0, JSON.stringify(ns));
+  assert.ok(Array.isArray(ns.packages) && ns.packages.length > 0, JSON.stringify(ns));
+  assert.deepEqual(ns.triggers, []);
+  assert.deepEqual(ns.rules, []);
+  assert.deepEqual(await ow.namespaces.list(), ['guest']);
+});
+
+test('activations.list filters by name as OpenWhisk keys records: action, package/action, since', async () => {
+  await ow.packages.create({ name: 'apkg' });
+  await ow.actions.create({ name: 'apkg/same', action: "function main() { return { where: 'package' }; }" });
+  await ow.actions.create({ name: 'same', action: "function main() { return { where: 'root' }; }" });
+  const since = Date.now();
+  const { activationId: inPackage } = await ow.actions.invoke({ name: 'apkg/same', blocking: true });
+  const { activationId: atRoot } = await ow.actions.invoke({ name: 'same', blocking: true });
+  const ids = async (options) => (await ow.activations.list(options)).map((a) => a.activationId);
+  const root = await eventually('the root record listed', async () => {
+    const l = await ids({ name: 'same', since });
+    return l.includes(atRoot) && l;
+  });
+  assert.deepEqual(root, [atRoot]);
+  const packaged = await eventually('the packaged record listed', async () => {
+    const l = await ids({ name: 'apkg/same', since });
+    return l.includes(inPackage) && l;
+  });
+  assert.deepEqual(packaged, [inPackage]);
+  assert.deepEqual(await ow.activations.list({ name: 'apkg/same', since, count: true }), { activations: 1 });
+  await assert.rejects(ow.activations.list({ name: 'a/b/c' }), (err) => {
+    assert.equal(err.statusCode, 400);
+    assert.equal(
+      err.error.error,
+      "The query parameter 'name' was malformed:\nParameter may be a 'simple' name or 'package-name/simple' name: a/b/c",
+    );
+    return true;
+  });
+});
+
+test('bindings: writes through one are refused; another namespace\'s binding or unshared package is a 403', async () => {
+  await ow.packages.create({ name: 'blib', package: { publish: true } });
+  await ow.actions.create({ name: 'blib/f', action: "function main() { return { f: 1 }; }" });
+  await ow.packages.create({ name: 'balias', package: { publish: true, binding: { namespace: '_', name: 'blib' } } });
+  await ow.packages.create({ name: 'bsecret' });
+  for (const call of [() => ow.actions.delete({ name: 'balias/f' }), () => ow.actions.update({ name: 'balias/f', action: 'x' })]) {
+    await assert.rejects(call(), (err) => {
+      assert.equal(err.statusCode, 400);
+      assert.equal(err.error.error, 'Operation not permitted on package binding.');
+      return true;
+    });
+  }
+  assert.deepEqual(await ow.actions.invoke({ name: 'blib/f', blocking: true, result: true }), { f: 1 });
+
+  const key = stack.admin('user', 'create', 'outsider').trim().split('\n').pop();
+  const outsider = openwhisk({ apihost: stack.apihost, api_key: key });
+  assert.equal((await outsider.packages.get({ name: '/guest/blib' })).name, 'blib');
+  await assert.rejects(outsider.packages.get({ name: '/guest/balias' }), (err) => err.statusCode === 403);
+  for (const target of ['bsecret', 'balias', 'nosuch']) {
+    await assert.rejects(
+      outsider.packages.create({ name: `to${target}`, package: { binding: { namespace: 'guest', name: target } } }),
+      (err) => {
+        assert.equal(err.statusCode, 403);
+        assert.equal(err.error.error, `The supplied authentication is not authorized to access 'guest/${target}'.`);
+        return true;
+      },
+    );
+  }
 });

@@ -48,7 +48,7 @@ test('two namespaces invoking one public action get their own containers', async
 
   // Alice's activations are hers (reported by her container, stored under her namespace).
   const mine = await eventually('both of alice\'s records', async () => {
-    const list = await alice.activations.list({ name: 'count' });
+    const list = await alice.activations.list({ name: 'shared/count' });
     return list.length === 2 && list;
   });
   assert.ok(mine.every((a) => a.namespace === 'alice'), JSON.stringify(mine));

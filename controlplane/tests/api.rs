@@ -233,7 +233,7 @@ async fn action_lifecycle() {
     assert_error(
         &guest.get("/api/v1/namespaces/_/actions?limit=201").await,
         400,
-        "The value '201' is not in the range of 0 to 200 for actions.",
+        "The query parameter 'limit' was malformed:\nThe value '201' is not in the range of 0 to 200 for actions.",
     );
 
     // Delete returns the action; then it is gone (and unpushed).

@@ -1,6 +1,7 @@
 //! OpenWhisk compatibility details the official clients trip on (issue 16), through the
 //! management API over real sockets: zip code sent without `binary`, package listing and
-//! deletion with OpenWhisk's codes and texts, and kinds checked against the runtime manifest.
+//! deletion with OpenWhisk's codes and texts, kinds checked against the runtime manifest, and
+//! writes to an action through a binding refused.
 
 mod common;
 
@@ -341,5 +342,153 @@ async fn blackbox_images_are_refused_by_a_backend_that_runs_no_images() {
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["exec"]["image"], "openwhisk/dockerskeleton:1.14.0");
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_an_action_through_a_binding_is_refused_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    guest
+        .put("/api/v1/namespaces/_/packages/real", json!({}))
+        .await;
+    let (s, b) = guest
+        .put("/api/v1/namespaces/_/actions/real/act", nodejs_action("x"))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/alias",
+            json!({ "binding": { "namespace": "_", "name": "real" } }),
+        )
+        .await;
+    const TEXT: &str = "Operation not permitted on package binding.";
+    assert_error(
+        &guest.delete("/api/v1/namespaces/_/actions/alias/act").await,
+        400,
+        TEXT,
+    );
+    assert_error(
+        &guest
+            .put(
+                "/api/v1/namespaces/_/actions/alias/act?overwrite=true",
+                nodejs_action("y"),
+            )
+            .await,
+        400,
+        TEXT,
+    );
+    // The bound package's action is untouched, and still readable through the binding.
+    let (s, got) = guest.get("/api/v1/namespaces/_/actions/alias/act").await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(got["exec"]["code"], "x");
+    // A package that does not exist has no action to delete.
+    assert_error(
+        &guest
+            .delete("/api/v1/namespaces/_/actions/nowhere/act")
+            .await,
+        404,
+        "The requested resource does not exist.",
+    );
+    assert_eq!(
+        guest
+            .delete("/api/v1/namespaces/_/actions/real/act")
+            .await
+            .0,
+        200
+    );
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn another_namespace_s_binding_is_unreadable_even_when_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let alice = Api::new(&cp, Some("alice"));
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/lib",
+            json!({ "publish": true }),
+        )
+        .await;
+    guest
+        .put("/api/v1/namespaces/_/actions/lib/f", nodejs_action("x"))
+        .await;
+    let (s, b) = guest
+        .put(
+            "/api/v1/namespaces/_/packages/libalias",
+            json!({ "publish": true, "binding": { "namespace": "_", "name": "lib" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // The published package itself is readable by anyone.
+    assert_eq!(
+        alice.get("/api/v1/namespaces/guest/packages/lib").await.0,
+        200
+    );
+    for path in [
+        "/api/v1/namespaces/guest/packages/libalias",
+        "/api/v1/namespaces/guest/actions/libalias/f",
+        "/api/v1/namespaces/guest/actions/libalias/",
+    ] {
+        assert_error(
+            &alice.get(path).await,
+            403,
+            "The supplied authentication is not authorized to access 'guest/libalias'.",
+        );
+    }
+    // Its owner reads it as before.
+    assert_eq!(
+        guest.get("/api/v1/namespaces/_/packages/libalias").await.0,
+        200
+    );
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn binding_to_another_namespace_s_package_needs_it_published_and_reveals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start_fake(test_config(dir.path()), FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let alice = Api::new(&cp, Some("alice"));
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/pub",
+            json!({ "publish": true }),
+        )
+        .await;
+    guest
+        .put("/api/v1/namespaces/_/packages/priv", json!({}))
+        .await;
+    guest
+        .put(
+            "/api/v1/namespaces/_/packages/pubbind",
+            json!({ "publish": true, "binding": { "namespace": "_", "name": "pub" } }),
+        )
+        .await;
+    let bind = |target: &'static str| {
+        let alice = &alice;
+        async move {
+            alice
+                .put(
+                    &format!("/api/v1/namespaces/_/packages/to{target}"),
+                    json!({ "binding": { "namespace": "guest", "name": target } }),
+                )
+                .await
+        }
+    };
+    // Missing, unpublished or a binding: the same 403, so nothing about guest's packages leaks.
+    for target in ["missing", "priv", "pubbind"] {
+        assert_error(
+            &bind(target).await,
+            403,
+            &format!("The supplied authentication is not authorized to access 'guest/{target}'."),
+        );
+    }
+    let (s, b) = bind("pub").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["binding"], json!({ "namespace": "guest", "name": "pub" }));
     cp.shutdown().await;
 }

@@ -4,8 +4,16 @@
 //! The runtime may start after the proxy (a sidecar in the same pod): `/init` waits for it to
 //! accept connections, up to the init timeout.
 //!
-//! The runtime's stdout/stderr are not ours, so its activations carry no logs. A runtime that
-//! times out or stops answering cannot be replaced from here: the container is reported unusable.
+//! The runtime's stdout/stderr are not ours, so its activations carry no logs, not even what it
+//! printed during a successful init (the local executor keeps that for the first activation). In a
+//! pod the runtime is another container running its image's own entrypoint: its output goes to a
+//! pipe the container runtime holds and the kubelet writes to the node, and the proxy shares no
+//! PID or mount namespace with it and holds no API token (the pod mounts none). Only the
+//! Kubernetes API's `pods/log` can read it, as OpenWhisk's invoker does (cutting runs at the
+//! runtimes' sentinel lines), which needs credentials this sidecar deliberately lacks.
+//!
+//! A runtime that times out or stops answering cannot be replaced from here: the container is
+//! reported unusable.
 
 use std::time::Duration;
 

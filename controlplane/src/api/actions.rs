@@ -10,14 +10,17 @@ use serde_json::{Value, json};
 use super::code;
 use super::{
     ApiError, ApiQuery, AppState, Caller, Namespace, OwnNamespace, QueryMap, check_name,
-    check_namespace, from_value, ok, parse_object, query_bool, readable_action, readable_package,
-    resolve_binding, skip_limit,
+    check_namespace, count_response, from_value, ok, parse_object, query_bool, query_flag,
+    readable_action, readable_package, resolve_binding, skip_limit,
 };
 use crate::model::{ActionDoc, ActionLimits, Exec, KeyValue, bump_patch, entity_fqn, kv_set};
 use crate::plane::Plane;
 use crate::runtimes::{self, KindError};
 
 const SEQUENCE_MAX: usize = 50;
+
+/// OpenWhisk's text for a write to an action through a package binding.
+const NOT_ON_BINDING: &str = "Operation not permitted on package binding.";
 
 #[derive(Debug, Deserialize)]
 struct ExecPut {
@@ -308,25 +311,21 @@ fn build_exec(
 
 // ---- handlers ----------------------------------------------------------------------------
 
-/// `GET .../actions`: the namespace's actions (not those in packages), newest first.
+/// `GET .../actions`: every action of the namespace, those in its packages included (OpenWhisk's
+/// `actions` view lists an action under its package's path and under the namespace), newest first.
 pub async fn list_root(
     State(plane): State<AppState>,
     OwnNamespace(ns): OwnNamespace,
     ApiQuery(q): ApiQuery,
 ) -> Result<Response, ApiError> {
-    let actions: Vec<ActionDoc> = plane
-        .store
-        .list_actions(Some(&ns.name))?
-        .into_iter()
-        .filter(|a| a.package.is_none())
-        .collect();
+    let actions = plane.store.list_actions(Some(&ns.name))?;
     list_response(actions, &q)
 }
 
 fn list_response(mut actions: Vec<ActionDoc>, q: &QueryMap) -> Result<Response, ApiError> {
     let (skip, limit) = skip_limit(q, "actions")?;
-    if query_bool(q, "count") {
-        return Ok(ok(json!({ "actions": actions.len() })));
+    if query_bool(q, "count")? {
+        return Ok(count_response("actions", actions.len(), skip));
     }
     actions.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.name.cmp(&b.name)));
     let page: Vec<Value> = actions
@@ -379,9 +378,7 @@ pub async fn get_any(
                 }
                 action.parameters = params;
             }
-            let with_code = !q
-                .get("code")
-                .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+            let with_code = query_flag(&q, "code", true)?;
             Ok(ok(action.to_json(with_code)))
         }
     }
@@ -406,14 +403,12 @@ pub async fn put(
         match plane.store.get_package(&format!("{ns}/{p}"))? {
             None => return Err(ApiError::not_found()),
             Some(pk) if pk.binding.is_some() => {
-                return Err(ApiError::bad_request(
-                    "Operation not permitted on package binding.",
-                ));
+                return Err(ApiError::bad_request(NOT_ON_BINDING));
             }
             Some(_) => {}
         }
     }
-    let overwrite = query_bool(&q, "overwrite");
+    let overwrite = query_bool(&q, "overwrite")?;
     let existing = plane.store.get_action(&fqn)?;
     let max_conc = plane.config.max_action_concurrency.max(1);
     let doc = match existing {
@@ -507,6 +502,15 @@ pub async fn delete(
     };
     let fqn = entity_fqn(&ns.name, pkg.as_deref(), &name);
     ns.require_own(&fqn)?;
+    // As OpenWhisk: through a binding nothing is deleted (the actions are the bound package's).
+    if let Some(p) = &pkg
+        && plane
+            .store
+            .get_package(&format!("{}/{p}", ns.name))?
+            .is_some_and(|pk| pk.binding.is_some())
+    {
+        return Err(ApiError::bad_request(NOT_ON_BINDING));
+    }
     let old = plane
         .store
         .delete_action(&fqn)?

@@ -3,6 +3,7 @@
 //! headers are not believed. Every answer echoes `X-Request-ID`; errors carry it as `code`. Bodies are
 //! accepted up to OpenWhisk's action code limit ([`MAX_BODY_BYTES`]), however they are framed.
 
+pub mod absent;
 pub mod actions;
 pub mod activations;
 pub mod authn;
@@ -89,6 +90,8 @@ pub fn router(plane: AppState) -> Router {
                 .delete(actions::delete),
         )
         .route("/api/v1/namespaces/{ns}/packages", get(packages::list))
+        .route("/api/v1/namespaces/{ns}/triggers", get(absent::triggers))
+        .route("/api/v1/namespaces/{ns}/rules", get(absent::rules))
         .route(
             "/api/v1/namespaces/{ns}/packages/{name}",
             get(packages::get)
@@ -212,9 +215,33 @@ pub fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiErro
 
 pub type QueryMap = HashMap<String, String>;
 
-/// A boolean query parameter (`true`/`false`/absent).
-pub fn query_bool(q: &QueryMap, key: &str) -> bool {
-    q.get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+/// Akka's text for a query parameter its unmarshaller refused (OpenWhisk answers it as is).
+pub fn malformed_param(key: &str, detail: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "The query parameter '{key}' was malformed:\n{detail}"
+    ))
+}
+
+/// A Boolean query parameter as OpenWhisk (Akka) reads it: `true`/`yes`/`on`/`1` or
+/// `false`/`no`/`off`/`0` in any case; absent or empty is `default`; anything else is a 400.
+pub fn query_flag(q: &QueryMap, key: &str, default: bool) -> Result<bool, ApiError> {
+    let Some(v) = q.get(key) else {
+        return Ok(default);
+    };
+    match v.to_lowercase().as_str() {
+        "" => Ok(default),
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        other => Err(malformed_param(
+            key,
+            &format!("'{other}' is not a valid Boolean value"),
+        )),
+    }
+}
+
+/// [`query_flag`] of a parameter that defaults to false (`count`, `docs`, `overwrite`, `force`).
+pub fn query_bool(q: &QueryMap, key: &str) -> Result<bool, ApiError> {
+    query_flag(q, key, false)
 }
 
 /// `skip` and `limit` of a collection listing, with OpenWhisk's checks and texts.
@@ -225,26 +252,35 @@ pub fn skip_limit(q: &QueryMap, collection: &str) -> Result<(usize, usize), ApiE
         match q.get(key) {
             None => Ok(default),
             Some(v) => v.trim().parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "The value '{v}' is not an integer for {collection}."
-                ))
+                malformed_param(
+                    key,
+                    &format!("The value '{v}' is not an integer for {collection}."),
+                )
             }),
         }
     };
     let skip = int("skip", 0)?;
     if skip < 0 {
-        return Err(ApiError::bad_request(format!(
-            "The value '{skip}' is not greater than or equal to 0 for {collection}."
-        )));
+        return Err(malformed_param(
+            "skip",
+            &format!("The value '{skip}' is not greater than or equal to 0 for {collection}."),
+        ));
     }
     let limit = int("limit", DEFAULT)?;
     if !(0..=MAX).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "The value '{limit}' is not in the range of 0 to {MAX} for {collection}."
-        )));
+        return Err(malformed_param(
+            "limit",
+            &format!("The value '{limit}' is not in the range of 0 to {MAX} for {collection}."),
+        ));
     }
     let limit = if limit == 0 { MAX } else { limit };
     Ok((skip as usize, limit as usize))
+}
+
+/// The answer to `?count=true`: `{"<collection>": n}`, where `n` counts what is left after
+/// `skip`, as OpenWhisk's stores count (the total less `skip`, never below 0).
+pub fn count_response(collection: &str, total: usize, skip: usize) -> Response {
+    ok(json!({ collection: total.saturating_sub(skip) }))
 }
 
 /// 400 unless `ns` is a valid namespace (or `_`).
@@ -270,7 +306,8 @@ pub fn now_ms() -> i64 {
     i64::try_from(whisk_vocab::now_ms()).unwrap_or(i64::MAX)
 }
 
-/// A package as a caller may read it: owned, or published.
+/// A package as a caller may read it: owned, or a published package. Another namespace's binding
+/// is never readable, published or not (OpenWhisk's `PackageCollection`).
 pub fn readable_package(
     plane: &Plane,
     caller: &Caller,
@@ -279,7 +316,7 @@ pub fn readable_package(
 ) -> Result<PackageDoc, ApiError> {
     let pkg = plane.store.get_package(&format!("{ns}/{name}"))?;
     match pkg {
-        Some(p) if ns == caller.namespace || p.publish => Ok(p),
+        Some(p) if ns == caller.namespace || (p.publish && p.binding.is_none()) => Ok(p),
         Some(_) => Err(ApiError::forbidden(&format!("{ns}/{name}"))),
         None if ns != caller.namespace => Err(ApiError::forbidden(&format!("{ns}/{name}"))),
         None => Err(ApiError::not_found()),

@@ -1,4 +1,10 @@
 //! `/api/v1/namespaces/{ns}/packages[/{name}]`: packages and package bindings.
+//!
+//! Listing follows OpenWhisk's controller: any caller may list any namespace's packages; its own
+//! namespace shows every package and binding, another namespace only its published packages
+//! (never its bindings, published or not: OpenWhisk's `packages-public` view). The JS client's
+//! `packages.list({public: true})` sends `?public=true`, which OpenWhisk reads nowhere, so neither
+//! do we: what a caller sees depends only on whose namespace it lists.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiQuery, AppState, Namespace, check_name, check_namespace, from_value, ok,
-    parse_object, query_bool, readable_package, resolve_binding, skip_limit,
+    ApiError, ApiQuery, AppState, Namespace, check_name, check_namespace, count_response,
+    from_value, ok, parse_object, query_bool, readable_package, resolve_binding, skip_limit,
 };
 use crate::model::{ActionDoc, BindingRef, KeyValue, PackageDoc, bump_patch, kv_set};
 
@@ -27,21 +33,24 @@ struct PackagePut {
     version: Option<String>,
 }
 
-/// `GET .../packages`: the owner sees all, others only published packages.
+/// `GET .../packages[?skip=&limit=&count=]`: the owner sees all, others only published packages
+/// (not bindings), newest first.
 pub async fn list(
     State(plane): State<AppState>,
     ns: Namespace,
     ApiQuery(q): ApiQuery,
 ) -> Result<Response, ApiError> {
     let (skip, limit) = skip_limit(&q, "packages")?;
+    let count = query_bool(&q, "count")?;
+    let own = ns.is_own();
     let mut pkgs: Vec<PackageDoc> = plane
         .store
         .list_packages(Some(&ns.name))?
         .into_iter()
-        .filter(|p| ns.is_own() || p.publish)
+        .filter(|p| own || (p.publish && p.binding.is_none()))
         .collect();
-    if query_bool(&q, "count") {
-        return Ok(ok(json!({ "packages": pkgs.len() })));
+    if count {
+        return Ok(count_response("packages", pkgs.len(), skip));
     }
     pkgs.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.name.cmp(&b.name)));
     Ok(ok(Value::Array(
@@ -108,19 +117,24 @@ pub async fn put(
             check_namespace(&bns)?;
             check_name(&bname)?;
             let bns = caller.resolve(&bns);
-            let target = plane
-                .store
-                .get_package(&format!("{bns}/{bname}"))?
-                .ok_or_else(|| {
-                    ApiError::bad_request("Binding references a package that does not exist.")
-                })?;
+            let target_fqn = format!("{bns}/{bname}");
+            let target = plane.store.get_package(&target_fqn)?;
+            // As OpenWhisk: read rights on the target first, so another namespace's package that
+            // is missing, unpublished or a binding is a 403 and reveals nothing.
+            if bns != caller.namespace
+                && !target
+                    .as_ref()
+                    .is_some_and(|t| t.publish && t.binding.is_none())
+            {
+                return Err(ApiError::forbidden(&target_fqn));
+            }
+            let target = target.ok_or_else(|| {
+                ApiError::bad_request("Binding references a package that does not exist.")
+            })?;
             if target.binding.is_some() {
                 return Err(ApiError::bad_request(
                     "Cannot bind to another package binding.",
                 ));
-            }
-            if bns != caller.namespace && !target.publish {
-                return Err(ApiError::forbidden(&target.fqn()));
             }
             Some(BindingRef {
                 namespace: bns,
@@ -134,7 +148,7 @@ pub async fn put(
         | None => None,
         Some(_) => return Err(ApiError::malformed("binding needs both namespace and name")),
     };
-    let overwrite = query_bool(&q, "overwrite");
+    let overwrite = query_bool(&q, "overwrite")?;
     let doc = match plane.store.get_package(&fqn)? {
         Some(_) if !overwrite => return Err(ApiError::conflict(super::errors::EXISTS)),
         Some(old) => {
@@ -185,6 +199,7 @@ pub async fn delete(
     let fqn = format!("{}/{name}", scope.name);
     scope.require_own(&fqn)?;
     let ApiQuery(q) = q?;
+    let force = query_bool(&q, "force")?;
     let ns = scope.name;
     let pkg = plane
         .store
@@ -199,7 +214,7 @@ pub async fn delete(
             .map(ActionDoc::fqn)
             .collect();
         let n = contents.len();
-        if n > 0 && !query_bool(&q, "force") {
+        if n > 0 && !force {
             let what = if n == 1 { "entity" } else { "entities" };
             return Err(ApiError::conflict(format!(
                 "Package not empty (contains {n} {what}). Set force param or delete package contents."
