@@ -45,6 +45,8 @@ before(async () => {
   await create('upper', `function main(p) { return { text: String(p.name || '').toUpperCase() }; }`, {});
   await create('wrap', `function main(p) { return { body: '<b>' + p.text + '</b>' }; }`, {});
   await ow.actions.create({ name: 'shout', sequence: [`/${ns}/upper`, `/${ns}/wrap`], annotations: { 'web-export': true } });
+  await create('counter', `let n = 0;
+    function main(p) { n += 1; return { headers: { 'cache-control': 'max-age=60' }, body: { n, q: p.q } }; }`, { 'web-export': true });
   await ow.packages.create({ name: 'site' });
   await create('site/home', ECHO, { 'web-export': true });
 });
@@ -259,4 +261,25 @@ test('a body over the payload limit gets OpenWhisk\'s 413, with or without a con
   res = await post(new Blob([Buffer.alloc(1000, 97)]).stream(), { duplex: 'half' });
   assert.equal(res.status, 200);
   assert.equal((await res.json()).body.__ow_body.length, 1000);
+});
+
+test('a GET of an action that allows caching is answered from the cache, as a new activation', async () => {
+  const get = async (path, init) => {
+    const res = await web(`default/counter${path}`, '', init);
+    assert.equal(res.status, 200);
+    return { id: res.headers.get('x-openwhisk-activation-id'), body: await res.json() };
+  };
+  const first = await get('?q=a');
+  const again = await get('?q=a');
+  assert.deepEqual(again.body, first.body, 'the second GET is the cached answer');
+  assert.notEqual(again.id, first.id, 'each answer is its own activation');
+  const other = await get('?q=b');
+  assert.notEqual(other.body.n, first.body.n, 'another query is another entry');
+  const cookie = await get('?q=a', { headers: { cookie: 'session=1' } });
+  assert.notEqual(cookie.body.n, first.body.n, 'cookies are part of the key');
+  const posted = await get('?q=a', { method: 'POST' });
+  assert.notEqual(posted.body.n, first.body.n, 'only GETs are cached');
+  const record = await eventually('the cached activation is recorded', () =>
+    ow.activations.get({ name: again.id }).catch(() => null));
+  assert.equal(record.annotations.find((a) => a.key === 'cached')?.value, true);
 });

@@ -138,6 +138,11 @@ impl ResponseCache {
         self.put(key, result, ttl);
     }
 
+    /// Keeps a result under `key` for `ttl` (a web action's, see `web::cache`).
+    pub fn put_result(&self, key: String, result: serde_json::Value, ttl: Duration) {
+        self.put(key, result, ttl);
+    }
+
     fn put(&self, key: String, result: serde_json::Value, ttl: Duration) {
         let expires = Instant::now() + ttl;
         let size = result.to_string().len();

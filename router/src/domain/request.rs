@@ -110,9 +110,11 @@ fn decode_segment(raw: &str) -> Result<String, Rejection> {
     Ok(decoded.into_owned())
 }
 
+/// A boolean query parameter as OpenWhisk reads it; an empty value is the default (`false`).
 fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "1" | "" => Some(true),
+        "" => Some(false),
+        "true" | "yes" | "on" | "1" => Some(true),
         "false" | "no" | "off" | "0" => Some(false),
         _ => None,
     }
@@ -147,6 +149,8 @@ mod tests {
 
     #[test]
     fn parses_plain_and_packaged_invokes() {
+        let r = parse_invoke("POST", "/api/v1/namespaces/_/actions/hello?blocking=").unwrap();
+        assert!(!r.blocking, "an empty value is the default");
         let r = parse_invoke("POST", "/api/v1/namespaces/_/actions/hello?blocking=true").unwrap();
         assert_eq!(r.namespace, None);
         assert_eq!(r.package, None);

@@ -25,8 +25,9 @@ use crate::domain::web::admit::WebTicket;
 /// How a web activation went.
 #[derive(Debug)]
 pub enum WebRun {
-    /// It ran (or its code failed to initialise): the activation's response.
-    Ended(ActivationResponse),
+    /// It ran (or its code failed to initialise): the activation's response, and the proxy's
+    /// `Cache-Control` (the action allowed its answer to be cached).
+    Ended(ActivationResponse, Option<String>),
     /// The container refused the argument itself (e.g. it overrides `final` parameters):
     /// its status and OpenWhisk-shaped error body.
     Refused { status: u16, body: Bytes },
@@ -52,14 +53,16 @@ pub async fn run(
     let body = Bytes::from(Value::Object(argument).to_string());
     if inv.action.is_sequence() {
         let record = sequence::run(&router, &client, &inv, body, &request).await;
-        return WebRun::Ended(record.response);
+        return WebRun::Ended(record.response, None);
     }
     // The proxy runs it to the end; the caller's wait is the adapter's.
     let limit = run_limit(&inv) + RUN_GRACE;
     inv.deadline_ms = now_ms() + limit.as_millis() as u64;
     let deadline = Instant::now() + limit;
     let not_run = |r: Rejection| match r {
-        Rejection::InitFailed(f) => WebRun::Ended(router.record_init_failure(&inv, &f).response),
+        Rejection::InitFailed(f) => {
+            WebRun::Ended(router.record_init_failure(&inv, &f).response, None)
+        }
         other => WebRun::NotRun(other),
     };
     let mut slot = match router.reacquire(&inv, deadline).await {
@@ -67,20 +70,20 @@ pub async fn run(
         Err(r) => return not_run(r),
     };
     match call_until_answered(&router, &client, &mut slot, &inv, &request, &body, deadline).await {
-        Ok(answer) => read_answer(answer.status, answer.body),
+        Ok(answer) => read_answer(answer.status, answer.body, answer.cache_control),
         Err(InvokeError::NoCapacity(r)) => not_run(r),
-        Err(e) => WebRun::Ended(router.record_failure(&inv, &e.to_string()).response),
+        Err(e) => WebRun::Ended(router.record_failure(&inv, &e.to_string()).response, None),
     }
 }
 
 /// What the proxy's answer to a blocking call (`result=false`) says.
-fn read_answer(status: u16, body: Bytes) -> WebRun {
+fn read_answer(status: u16, body: Bytes, cache_control: Option<String>) -> WebRun {
     #[derive(serde::Deserialize)]
     struct Record {
         response: ActivationResponse,
     }
     match serde_json::from_slice::<Record>(&body) {
-        Ok(r) => WebRun::Ended(r.response),
+        Ok(r) => WebRun::Ended(r.response, cache_control),
         Err(_) => WebRun::Refused { status, body },
     }
 }

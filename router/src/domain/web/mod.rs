@@ -6,10 +6,12 @@
 //! Read in order: [`path`] (what the URL names), [`export`] (what the action's annotations allow),
 //! [`admit`] (the decision: owner, export, limits, `require-whisk-auth`, CORS preflight),
 //! [`args`] (the HTTP request becomes the action's argument, with the `__ow_*` context) and
-//! [`result`] (the activation's result becomes the HTTP response, per extension).
+//! [`result`] (the activation's result becomes the HTTP response, per extension); [`cache`]
+//! answers a repeated `GET` of an action that caches.
 
 pub mod admit;
 pub mod args;
+pub mod cache;
 pub mod cors;
 pub mod export;
 pub mod path;

@@ -7,6 +7,7 @@
 
 use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::service::ext_proc::v3::{HttpHeaders, ProcessingResponse};
+use whisk_vocab::{ActivationResponse, ActivationStatus};
 
 use super::answers;
 use super::stream::{InvokeStream, Phase};
@@ -14,6 +15,7 @@ use crate::config::{HOLD_GRACE, WEB_WAIT};
 use crate::domain::rejection::Rejection;
 use crate::domain::web::admit::{WebDecision, WebHead, WebTicket};
 use crate::domain::web::args::{WebRequest, argument};
+use crate::domain::web::cache;
 use crate::domain::web::result::{NOT_READY, WebResponse, respond};
 use crate::envoy::headers::get;
 use crate::upstream::web::{WebRun, run};
@@ -155,6 +157,28 @@ impl InvokeStream {
         let id = ticket.invocation.activation_id.clone();
         let (extension, projection) = (ticket.path.extension, ticket.path.projection());
         let cors = ticket.cors.clone();
+        let cache_key = cache::key(&ticket, &method, &headers);
+        if let Some(result) = cache_key
+            .as_deref()
+            .and_then(|k| self.router.web_cache_hit(&ticket, k))
+        {
+            self.metrics.decided("web_cached");
+            let mut response = respond(
+                &ActivationResponse::success(result),
+                extension,
+                &projection,
+                &tid,
+            );
+            response
+                .headers
+                .extend(cors.into_iter().map(|(k, v)| (k.to_owned(), v)));
+            return answers::web(response, &id);
+        }
+        // What storing the answer needs, once the ticket went with the run.
+        let store = cache_key.map(|key| {
+            let action = ticket.invocation.action.clone();
+            (key, self.router.clone(), action)
+        });
         if !self.hold(WEB_WAIT + HOLD_GRACE).await {
             return answers::rejection(&Rejection::Internal, &tid);
         }
@@ -166,7 +190,21 @@ impl InvokeStream {
             tid.clone(),
         ));
         let mut response = match tokio::time::timeout(WEB_WAIT, task).await {
-            Ok(Ok(WebRun::Ended(r))) => respond(&r, extension, &projection, &tid),
+            Ok(Ok(WebRun::Ended(r, cache_control))) => {
+                let response = respond(&r, extension, &projection, &tid);
+                if let Some((key, router, action)) = store
+                    && r.status == ActivationStatus::Success
+                {
+                    router.web_cache_store(
+                        &action,
+                        key,
+                        r.result,
+                        cache_control.as_deref(),
+                        &response,
+                    );
+                }
+                response
+            }
             Ok(Ok(WebRun::Refused { status, body })) => WebResponse {
                 status,
                 headers: vec![("content-type".into(), "application/json".into())],
