@@ -71,6 +71,17 @@ impl Target {
     }
 }
 
+impl Target {
+    /// A `GET path` with no credentials, as a browser asks for a web action.
+    pub fn get(addr: SocketAddr, path: &str) -> Self {
+        let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+        Self {
+            addr,
+            request: Arc::new(req.into_bytes()),
+        }
+    }
+}
+
 /// What a step does.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "mode", rename_all = "snake_case")]

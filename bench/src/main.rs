@@ -113,7 +113,7 @@ struct RunArgs {
     /// `whisk up --flavour` for d and e.
     #[arg(long, default_value = "gateway", value_parser = ["gateway", "sidecar"])]
     stack_flavour: String,
-    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j,k,l; l needs --baseline-router).
+    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j,k,l,w; l needs --baseline-router).
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
     /// Directory holding whisk-router, whisk and whisk-container-proxy [default: next to this
@@ -289,7 +289,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         note(&r);
         all.push(r);
     }
-    if opts.wants('d') || opts.wants('e') {
+    if opts.wants('d') || opts.wants('e') || opts.wants('w') {
         for r in scenarios::stack::run(&tools, &opts).await {
             note(&r);
             all.push(r);

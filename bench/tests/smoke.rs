@@ -74,7 +74,7 @@ fn smoke_run_writes_a_complete_report() {
 
     let scenarios = json["scenarios"].as_array().expect("scenarios");
     let ids: Vec<&str> = scenarios.iter().filter_map(|s| s["id"].as_str()).collect();
-    for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
+    for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "w"] {
         assert!(
             ids.contains(&id),
             "scenario {id} missing from {ids:?}\n{stderr}"

@@ -194,6 +194,8 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
 
     let admin_url = controlplane.http_url();
     let _ = std::fs::write(data.join("admin-url"), &admin_url);
+    // A web action to try, as `whisk up` prints it.
+    const WEB_EXAMPLE: &str = r#"{"exec":{"kind":"nodejs:default","code":"const main = (p) => ({ body: `<h1>hi ${p.name}</h1>` })"},"annotations":[{"key":"web-export","value":true}]}"#;
     println!("WHISK_UP_READY apihost={apihost} admin={admin_url}");
     println!();
     // OpenWhisk's well-known guest key, created on first start.
@@ -208,6 +210,10 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     );
     println!();
     println!("  try:  curl -u {guest_auth} {apihost}/api/v1/namespaces/_/actions");
+    println!("  web:  curl -u {guest_auth} -X PUT -H 'content-type: application/json' \\");
+    println!("          -d '{WEB_EXAMPLE}' \\");
+    println!("          {apihost}/api/v1/namespaces/_/actions/hi");
+    println!("        then open {apihost}/api/v1/web/guest/default/hi?name=you (no credentials)");
     println!("  Ctrl-C stops everything.");
 
     let mut parts = Parts {

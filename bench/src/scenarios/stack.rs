@@ -3,6 +3,10 @@
 //!
 //! * d — warm invokes of one nodejs:20 action at concurrency 1 (created through the management
 //!   API with the guest key, invoked once to start its container, then measured).
+//! * w — the same action exported as a web action (`web-export`), fetched with a plain `GET
+//!   /api/v1/web/guest/default/<name>.json` and no credentials at concurrency 1, in the same
+//!   stack right after d: what the web path (the router runs the action itself and shapes the
+//!   answer) costs beside an authenticated invoke forwarded by Envoy.
 //! * e — cold starts: a new action per sample, the first invoke timed. With a stem cell
 //!   (`--prewarm nodejs:20=1`; before each sample the bench waits until a stem cell is ready
 //!   again, asking each container proxy's `/_whisk/health`) and without (`nodejs:20=0`).
@@ -44,7 +48,18 @@ impl Up {
     }
 
     async fn create_action(&self, name: &str) -> Result<(), ScenarioError> {
-        let body = serde_json::json!({"exec": {"kind": "nodejs:20", "code": ACTION_CODE}});
+        self.create(name, serde_json::json!([])).await
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        annotations: serde_json::Value,
+    ) -> Result<(), ScenarioError> {
+        let body = serde_json::json!({
+            "exec": {"kind": "nodejs:20", "code": ACTION_CODE},
+            "annotations": annotations,
+        });
         let r = self
             .http
             .put(self.url(&format!(
@@ -242,6 +257,11 @@ const D_SETUP: &str = "whisk up (--stack-flavour, gateway by default; prewarm no
      router → container proxy → a nodejs:20 action `function main(p){return {ok:true}}`, blocking \
      with result, guest key (its throttles lifted with `whisk admin limits set`); one invoke to start \
      the container, then measured at concurrency 1.";
+const W_TITLE: &str = "Warm web action (no credentials) through `whisk up`";
+const W_SETUP: &str = "The stack of d, right after it: the same action created with \
+     `web-export: true`, fetched with `GET /api/v1/web/guest/default/bench-web.json` (no credentials; \
+     the router runs the action and shapes the answer itself) at concurrency 1, after one GET to \
+     start its container. Compare with d (an authenticated invoke Envoy forwards).";
 const E_TITLE: &str = "Cold start with and without a stem cell";
 const E_SETUP: &str = "A new nodejs:20 action per sample, its first blocking invoke timed \
      (creation not included; the bench waits until the router holds the new action). With: whisk up --prewarm nodejs:20=1, a ready stem cell awaited \
@@ -252,7 +272,7 @@ pub async fn run(tools: &Tools, opts: &Options) -> Vec<ScenarioReport> {
     let mut out = Vec::new();
     let mut e = ScenarioReport::new('e', E_TITLE, E_SETUP);
     let mut e_error: Option<String> = None;
-    if opts.wants('d') || opts.wants('e') {
+    if opts.wants('d') || opts.wants('e') || opts.wants('w') {
         match whisk_up(tools, opts, "de-prewarm", "nodejs:20=1").await {
             Ok(up) => {
                 if opts.wants('d') {
@@ -261,6 +281,13 @@ pub async fn run(tools: &Tools, opts: &Options) -> Vec<ScenarioReport> {
                         d = ScenarioReport::failed('d', D_TITLE, D_SETUP, err.to_string());
                     }
                     out.push(d);
+                }
+                if opts.wants('w') {
+                    let mut w = ScenarioReport::new('w', W_TITLE, W_SETUP);
+                    if let Err(err) = web(&up, opts, &mut w).await {
+                        w = ScenarioReport::failed('w', W_TITLE, W_SETUP, err.to_string());
+                    }
+                    out.push(w);
                 }
                 if opts.wants('e') {
                     match cold(&up, opts, true).await {
@@ -342,6 +369,42 @@ async fn warm(up: &Up, opts: &Options, report: &mut ScenarioReport) -> Result<()
                 .collect::<BTreeMap<_, _>>()
         ),
     );
+    let step = measure(
+        &target,
+        Mode::Closed { concurrency: 1 },
+        opts.step(),
+        &components,
+    )
+    .await?;
+    report.steps.push(step);
+    Ok(())
+}
+
+/// Scenario w: the warm web action at concurrency 1.
+async fn web(up: &Up, opts: &Options, report: &mut ScenarioReport) -> Result<(), ScenarioError> {
+    let name = "bench-web";
+    up.create(
+        name,
+        serde_json::json!([{"key": "web-export", "value": true}]),
+    )
+    .await?;
+    let path = format!("/api/v1/web/guest/default/{name}.json");
+    let first = up
+        .http
+        .get(up.url(&path))
+        .timeout(COLD_TIMEOUT)
+        .send()
+        .await?
+        .status()
+        .as_u16();
+    if first != 200 {
+        return Err(ScenarioError::Unexpected(format!(
+            "the first GET of {path} answered {first}"
+        )));
+    }
+    let target = Target::get(up.api, &path);
+    warm_up(&target, opts.warmup()).await?;
+    let components = up.components();
     let step = measure(
         &target,
         Mode::Closed { concurrency: 1 },
