@@ -124,6 +124,15 @@ pub struct ControlPlaneArgs {
     /// Highest limits.concurrency an action may set.
     #[arg(long, default_value_t = 1)]
     pub max_action_concurrency: u32,
+    /// Invocations per minute of a namespace that sets no limit of its own (pushed to every router).
+    #[arg(long, default_value_t = 60)]
+    pub default_invocations_per_minute: u32,
+    /// Concurrent invocations of a namespace that sets no limit of its own.
+    #[arg(long, default_value_t = 30)]
+    pub default_concurrent_invocations: u32,
+    /// Largest invoke payload, in bytes, of a namespace that sets no limit of its own.
+    #[arg(long, default_value_t = 1_048_576)]
+    pub default_max_payload_bytes: u64,
     /// Where containers run.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -154,6 +163,11 @@ impl ControlPlaneArgs {
         c.max_concurrent_starts = self.max_concurrent_starts;
         c.activations_per_namespace = self.activations_per_namespace;
         c.max_action_concurrency = self.max_action_concurrency;
+        c.default_limits = crate::config::SystemLimits {
+            invocations_per_minute: self.default_invocations_per_minute,
+            concurrent_invocations: self.default_concurrent_invocations,
+            max_payload_bytes: self.default_max_payload_bytes,
+        };
         c.proxy_args = self.telemetry.to_args();
         c.start_timeout = Duration::from_secs(self.start_timeout_secs);
         c.kubernetes = self.backend.kube_settings()?;

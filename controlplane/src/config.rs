@@ -67,6 +67,27 @@ pub struct Config {
     /// The token routers present on the gRPC service (created, mode 0600, on first start);
     /// `None` = `data_dir/router-token`.
     pub router_token_file: Option<PathBuf>,
+    /// The system's default namespace limits: what a namespace does not set itself. Pushed to
+    /// every router, so this is their one source.
+    pub default_limits: SystemLimits,
+}
+
+/// Default namespace limits (OpenWhisk's: 60 invocations a minute, 30 concurrent, 1 MiB payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemLimits {
+    pub invocations_per_minute: u32,
+    pub concurrent_invocations: u32,
+    pub max_payload_bytes: u64,
+}
+
+impl Default for SystemLimits {
+    fn default() -> Self {
+        Self {
+            invocations_per_minute: 60,
+            concurrent_invocations: 30,
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
 }
 
 /// Where action pods go when the Kubernetes backend is selected.
@@ -110,6 +131,7 @@ impl Config {
             kubernetes: None,
             admin_token_file: None,
             router_token_file: None,
+            default_limits: SystemLimits::default(),
         }
     }
 

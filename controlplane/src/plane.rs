@@ -19,6 +19,7 @@ use crate::pool::{Assigned, Container, Pool, State, new_container_id};
 use crate::push::{Delta, PushHub};
 use crate::starts::StartGate;
 use crate::store::{Store, StoreError};
+use whisk_proto::controlplane::v1 as pb;
 
 /// The `path` annotation of a stored record: the action's `ns/[pkg/]name`.
 fn record_path(record: &Value) -> Option<&str> {
@@ -67,6 +68,12 @@ pub struct Plane {
 impl Plane {
     pub fn new(config: Config, store: Arc<dyn Store>, backend: Arc<dyn Backend>) -> Arc<Self> {
         let hub = PushHub::new(config.push_buffer);
+        let d = config.default_limits;
+        hub.set_default_limits(pb::NamespaceLimits {
+            invocations_per_minute: Some(d.invocations_per_minute),
+            concurrent_invocations: Some(d.concurrent_invocations),
+            max_payload_bytes: Some(d.max_payload_bytes),
+        });
         let pool = Pool::new(config.max_containers, config.max_memory_mb);
         let starts = StartGate::new(config.max_concurrent_starts);
         Arc::new(Self {

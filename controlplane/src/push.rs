@@ -126,6 +126,8 @@ struct Tables {
     endpoints: BTreeMap<String, pb::Endpoint>,
     /// Routers subscribed now.
     routers: u32,
+    /// The system's default limits, in every snapshot.
+    default_limits: Option<pb::NamespaceLimits>,
 }
 
 fn apply<T: Clone>(table: &mut BTreeMap<String, T>, changes: &BTreeMap<String, Option<T>>) {
@@ -260,9 +262,16 @@ impl PushHub {
             actions_upsert: t.actions.values().cloned().collect(),
             endpoints_upsert: t.endpoints.values().cloned().collect(),
             routers: Some(t.routers),
+            default_limits: t.default_limits,
             ..Default::default()
         };
         (snap, rx)
+    }
+
+    /// Sets the system's default limits every snapshot carries (before routers subscribe: the
+    /// configuration does not change while the control plane runs).
+    pub fn set_default_limits(&self, limits: pb::NamespaceLimits) {
+        self.lock().tables.default_limits = Some(limits);
     }
 
     /// A snapshot of the current tables (for tests and diagnostics).

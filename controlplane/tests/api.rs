@@ -981,3 +981,32 @@ async fn management_bodies_up_to_48_mb_are_accepted_larger_get_413() {
     assert_eq!(s, 404, "nothing was created");
     cp.shutdown().await;
 }
+
+/// The system's default limits have one source, the control plane's configuration: its limits
+/// endpoint reports them and every router gets them in its snapshot.
+#[tokio::test]
+async fn default_limits_come_from_the_configuration_and_reach_the_routers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.default_limits = whisk_controlplane::config::SystemLimits {
+        invocations_per_minute: 7,
+        concurrent_invocations: 3,
+        max_payload_bytes: 4096,
+    };
+    let cp = start_fake(config, FakeBackend::new(false)).await;
+    let guest = Api::new(&cp, Some("guest"));
+    let (s, limits) = guest.get("/api/v1/namespaces/_/limits").await;
+    assert_eq!(s, 200);
+    assert_eq!(limits["invocationsPerMinute"], 7);
+    assert_eq!(limits["concurrentInvocations"], 3);
+    assert_eq!(limits["maxPayloadSize"], 4096);
+    let pushed = cp
+        .plane()
+        .hub
+        .snapshot()
+        .default_limits
+        .expect("in every snapshot");
+    assert_eq!(pushed.invocations_per_minute, Some(7));
+    assert_eq!(pushed.concurrent_invocations, Some(3));
+    assert_eq!(pushed.max_payload_bytes, Some(4096));
+}

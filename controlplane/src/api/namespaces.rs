@@ -36,11 +36,12 @@ pub async fn limits(
         .map(|d| d.limits)
         .unwrap_or_default();
     let max_conc = plane.config.max_action_concurrency.max(1);
+    let d = plane.config.default_limits;
     Ok(ok(json!({
-        "invocationsPerMinute": limits.invocations_per_minute.unwrap_or(60),
-        "concurrentInvocations": limits.concurrent_invocations.unwrap_or(30),
+        "invocationsPerMinute": limits.invocations_per_minute.unwrap_or(d.invocations_per_minute),
+        "concurrentInvocations": limits.concurrent_invocations.unwrap_or(d.concurrent_invocations),
         "firesPerMinute": 60,
-        "maxPayloadSize": limits.max_payload_bytes.unwrap_or(1_048_576),
+        "maxPayloadSize": limits.max_payload_bytes.unwrap_or(d.max_payload_bytes),
         "minActionMemory": 128,
         "maxActionMemory": 512,
         "minActionLogs": 0,

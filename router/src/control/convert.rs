@@ -6,7 +6,7 @@ use whisk_proto::controlplane::v1 as pb;
 
 use crate::domain::endpoints::EndpointSpec;
 use crate::domain::tables::{ActionLimits, ActionMeta, Identity, Update};
-use crate::domain::throttle::NamespaceLimits;
+use crate::domain::throttle::{LimitOverrides, NamespaceLimits};
 use crate::domain::web::export::WebExport;
 
 pub fn endpoint(e: pb::Endpoint) -> EndpointSpec {
@@ -22,14 +22,18 @@ pub fn endpoint(e: pb::Endpoint) -> EndpointSpec {
     }
 }
 
-fn limits(l: Option<pb::NamespaceLimits>) -> NamespaceLimits {
-    let d = NamespaceLimits::default();
+fn overrides(l: Option<pb::NamespaceLimits>) -> LimitOverrides {
     let l = l.unwrap_or_default();
-    NamespaceLimits {
-        invocations_per_minute: l.invocations_per_minute.unwrap_or(d.invocations_per_minute),
-        concurrent_invocations: l.concurrent_invocations.unwrap_or(d.concurrent_invocations),
-        max_payload_bytes: l.max_payload_bytes.unwrap_or(d.max_payload_bytes),
+    LimitOverrides {
+        invocations_per_minute: l.invocations_per_minute,
+        concurrent_invocations: l.concurrent_invocations,
+        max_payload_bytes: l.max_payload_bytes,
     }
+}
+
+/// The system defaults, as pushed (a field left out keeps OpenWhisk's default).
+fn defaults(l: pb::NamespaceLimits) -> NamespaceLimits {
+    overrides(Some(l)).resolve(&NamespaceLimits::default())
 }
 
 fn identity(i: pb::Identity) -> Option<Identity> {
@@ -67,7 +71,7 @@ pub fn update(u: pb::TableUpdate) -> Update {
         namespaces_upsert: u
             .namespaces_upsert
             .into_iter()
-            .map(|n| (Arc::from(n.name), limits(n.limits)))
+            .map(|n| (Arc::from(n.name), overrides(n.limits)))
             .collect(),
         namespaces_removed: u.namespaces_removed,
         identities_upsert: u
@@ -81,5 +85,6 @@ pub fn update(u: pb::TableUpdate) -> Update {
         endpoints_upsert: u.endpoints_upsert.into_iter().map(endpoint).collect(),
         endpoints_removed: u.endpoints_removed,
         routers: u.routers,
+        default_limits: u.default_limits.map(defaults),
     }
 }

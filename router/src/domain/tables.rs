@@ -10,10 +10,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::endpoints::{EndpointSpec, EndpointTable};
-use super::throttle::{NamespaceLimits, NamespaceState};
+use super::throttle::{LimitOverrides, NamespaceLimits, NamespaceState};
 use super::web::export::WebExport;
 
 /// One key of a namespace (the key itself is never pushed, only its SHA-256).
@@ -67,7 +68,7 @@ impl ActionMeta {
 pub struct Update {
     pub revision: u64,
     pub snapshot: bool,
-    pub namespaces_upsert: Vec<(Arc<str>, NamespaceLimits)>,
+    pub namespaces_upsert: Vec<(Arc<str>, LimitOverrides)>,
     pub namespaces_removed: Vec<String>,
     pub identities_upsert: Vec<Identity>,
     pub identities_removed: Vec<String>,
@@ -77,6 +78,8 @@ pub struct Update {
     pub endpoints_removed: Vec<String>,
     /// How many routers the control plane serves, when it says (see [`Tables::routers`]).
     pub routers: Option<u32>,
+    /// The system's default limits, when the control plane says (every snapshot does).
+    pub default_limits: Option<NamespaceLimits>,
 }
 
 /// A namespace's identities, as web actions need them: the subject they run as, and how many
@@ -91,6 +94,10 @@ struct Owner {
 #[derive(Default)]
 pub struct Tables {
     namespaces: DashMap<Arc<str>, Arc<NamespaceState>>,
+    /// What each pushed namespace sets of its limits (the rest: `defaults`).
+    overrides: DashMap<Arc<str>, LimitOverrides>,
+    /// The system's default limits: one source, the control plane's configuration.
+    defaults: ArcSwap<NamespaceLimits>,
     identities: DashMap<Box<str>, Arc<Identity>>,
     /// Namespaces that have identities: how many, and a subject to run their web actions as.
     owners: DashMap<Arc<str>, Owner>,
@@ -156,6 +163,11 @@ impl Tables {
         self.actions.get(fqn).map(|e| e.value().clone())
     }
 
+    /// The system defaults in effect.
+    pub fn default_limits(&self) -> NamespaceLimits {
+        **self.defaults.load()
+    }
+
     /// The namespace's throttle state; a namespace the control plane has not described (yet)
     /// gets the system defaults.
     pub fn namespace(&self, name: &Arc<str>) -> Arc<NamespaceState> {
@@ -164,7 +176,7 @@ impl Tables {
         }
         self.namespaces
             .entry(name.clone())
-            .or_insert_with(|| Arc::new(NamespaceState::new(NamespaceLimits::default())))
+            .or_insert_with(|| Arc::new(NamespaceState::new(**self.defaults.load())))
             .value()
             .clone()
     }
@@ -201,6 +213,7 @@ impl Tables {
                 &self.namespaces,
                 update.namespaces_upsert.iter().map(|(n, _)| n.as_ref()),
             );
+            self.overrides.clear();
             retain_only(
                 &self.identities,
                 update.identities_upsert.iter().map(|i| &*i.uuid),
@@ -220,7 +233,24 @@ impl Tables {
                     .map(|e| e.container_id.as_ref()),
             );
         }
-        for (name, limits) in update.namespaces_upsert {
+        if let Some(defaults) = update.default_limits
+            && defaults != self.default_limits()
+        {
+            self.defaults.store(Arc::new(defaults));
+            // Every namespace not setting a limit follows the new default.
+            for ns in self.namespaces.iter() {
+                let own = self
+                    .overrides
+                    .get(ns.key())
+                    .map(|o| *o.value())
+                    .unwrap_or_default();
+                ns.value().set_limits(own.resolve(&defaults));
+            }
+        }
+        let defaults = self.default_limits();
+        for (name, own) in update.namespaces_upsert {
+            let limits = own.resolve(&defaults);
+            self.overrides.insert(name.clone(), own);
             match self.namespaces.get(&name) {
                 Some(ns) => ns.set_limits(limits),
                 None => {
@@ -231,6 +261,7 @@ impl Tables {
         }
         for name in &update.namespaces_removed {
             self.namespaces.remove(name.as_str());
+            self.overrides.remove(name.as_str());
         }
         for identity in update.identities_upsert {
             self.own(&identity);
@@ -319,6 +350,48 @@ mod tests {
         assert!(t.action("guest/c").is_none());
         assert!(t.action("guest/d").is_some());
         assert_eq!(t.revision(), 7);
+    }
+
+    #[test]
+    fn pushed_defaults_apply_to_every_limit_a_namespace_does_not_set() {
+        let t = Tables::default();
+        let own = LimitOverrides {
+            invocations_per_minute: Some(5),
+            ..Default::default()
+        };
+        let defaults = NamespaceLimits {
+            invocations_per_minute: 100,
+            concurrent_invocations: 7,
+            max_payload_bytes: 2048,
+        };
+        t.apply(Update {
+            revision: 1,
+            snapshot: true,
+            namespaces_upsert: vec![("alpha".into(), own)],
+            default_limits: Some(defaults),
+            ..Default::default()
+        });
+        let alpha = t.namespace(&Arc::from("alpha")).limits();
+        assert_eq!(
+            (alpha.invocations_per_minute, alpha.concurrent_invocations),
+            (5, 7)
+        );
+        assert_eq!(t.namespace(&Arc::from("unknown")).limits(), defaults);
+        let changed = NamespaceLimits {
+            concurrent_invocations: 9,
+            ..defaults
+        };
+        t.apply(Update {
+            revision: 2,
+            default_limits: Some(changed),
+            ..Default::default()
+        });
+        let alpha = t.namespace(&Arc::from("alpha")).limits();
+        assert_eq!(
+            (alpha.invocations_per_minute, alpha.concurrent_invocations),
+            (5, 9)
+        );
+        assert_eq!(t.namespace(&Arc::from("unknown")).limits(), changed);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use whisk_vocab::now_ms;
 use super::minute_window::MinuteWindow;
 use super::rejection::Rejection;
 
-/// OpenWhisk's defaults (ansible `limits:`).
+/// OpenWhisk's defaults (ansible `limits:`), used until the control plane pushes the system's own
+/// (`TableUpdate.default_limits`).
 pub const DEFAULT_INVOCATIONS_PER_MINUTE: u32 = 60;
 pub const DEFAULT_CONCURRENT_INVOCATIONS: u32 = 30;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 1024 * 1024;
@@ -38,6 +39,29 @@ impl Default for NamespaceLimits {
             invocations_per_minute: DEFAULT_INVOCATIONS_PER_MINUTE,
             concurrent_invocations: DEFAULT_CONCURRENT_INVOCATIONS,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// What one namespace sets of its limits; the rest are the system defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    pub invocations_per_minute: Option<u32>,
+    pub concurrent_invocations: Option<u32>,
+    pub max_payload_bytes: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// The effective limits under `defaults`.
+    pub fn resolve(&self, defaults: &NamespaceLimits) -> NamespaceLimits {
+        NamespaceLimits {
+            invocations_per_minute: self
+                .invocations_per_minute
+                .unwrap_or(defaults.invocations_per_minute),
+            concurrent_invocations: self
+                .concurrent_invocations
+                .unwrap_or(defaults.concurrent_invocations),
+            max_payload_bytes: self.max_payload_bytes.unwrap_or(defaults.max_payload_bytes),
         }
     }
 }
