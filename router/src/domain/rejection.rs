@@ -27,8 +27,9 @@ pub enum Rejection {
     IllegalName,
     #[error("Timeout must be number of milliseconds up to 60000.")]
     InvalidTimeout,
-    #[error("The query parameter '{0}' was malformed.")]
-    MalformedQuery(&'static str),
+    /// A Boolean query parameter (`blocking`, `result`) that is not one, in Akka's words.
+    #[error("The query parameter '{name}' was malformed:\n'{value}' is not a valid Boolean value")]
+    MalformedQuery { name: &'static str, value: String },
     /// A web request's query or body sets a context parameter (`__ow_*`).
     #[error("Request defines parameters that are not allowed (e.g., reserved properties).")]
     ReservedParameters,
@@ -76,7 +77,7 @@ impl Rejection {
             Rejection::MethodNotAllowed => 405,
             Rejection::IllegalName
             | Rejection::InvalidTimeout
-            | Rejection::MalformedQuery(_)
+            | Rejection::MalformedQuery { .. }
             | Rejection::ReservedParameters
             | Rejection::MalformedBody(_) => 400,
             Rejection::EntityTooLarge { .. } => 413,
@@ -114,7 +115,7 @@ impl Rejection {
             Rejection::MethodNotAllowed => "method_not_allowed",
             Rejection::IllegalName => "illegal_name",
             Rejection::InvalidTimeout => "invalid_timeout",
-            Rejection::MalformedQuery(_) => "malformed_query",
+            Rejection::MalformedQuery { .. } => "malformed_query",
             Rejection::ReservedParameters => "reserved_parameters",
             Rejection::MalformedBody(_) => "malformed_body",
             Rejection::EntityTooLarge { .. } => "payload_too_large",
@@ -158,6 +159,14 @@ mod tests {
         assert_eq!(
             Rejection::EntityTooLarge { size: 10, limit: 5 }.to_string(),
             "Request larger than allowed: 10 > 5 bytes."
+        );
+        assert_eq!(
+            Rejection::MalformedQuery {
+                name: "blocking",
+                value: "maybe".into()
+            }
+            .to_string(),
+            "The query parameter 'blocking' was malformed:\n'maybe' is not a valid Boolean value"
         );
         assert_eq!(
             Rejection::NotAuthorized("other/pkg/a".into()).to_string(),

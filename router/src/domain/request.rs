@@ -83,10 +83,8 @@ pub fn parse_invoke(method: &str, path: &str) -> Result<InvokeRequest, Rejection
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode_str(v).decode_utf8_lossy();
         match k {
-            "blocking" => {
-                req.blocking = parse_bool(&v).ok_or(Rejection::MalformedQuery("blocking"))?
-            }
-            "result" => req.result = parse_bool(&v).ok_or(Rejection::MalformedQuery("result"))?,
+            "blocking" => req.blocking = parse_bool(&v).ok_or_else(|| malformed("blocking", &v))?,
+            "result" => req.result = parse_bool(&v).ok_or_else(|| malformed("result", &v))?,
             "timeout" => {
                 req.wait_ms = v
                     .parse::<u32>()
@@ -108,6 +106,13 @@ fn decode_segment(raw: &str) -> Result<String, Rejection> {
         .decode_utf8()
         .map_err(|_| Rejection::IllegalName)?;
     Ok(decoded.into_owned())
+}
+
+fn malformed(name: &'static str, value: &str) -> Rejection {
+    Rejection::MalformedQuery {
+        name,
+        value: value.to_owned(),
+    }
 }
 
 /// A boolean query parameter as OpenWhisk reads it; an empty value is the default (`false`).
@@ -194,7 +199,10 @@ mod tests {
             ("/api/v1/namespaces/_/actions/a?timeout=abc", InvalidTimeout),
             (
                 "/api/v1/namespaces/_/actions/a?blocking=maybe",
-                MalformedQuery("blocking"),
+                MalformedQuery {
+                    name: "blocking",
+                    value: "maybe".into(),
+                },
             ),
         ];
         for (path, want) in cases {
