@@ -47,6 +47,17 @@ pub struct BackendArgs {
     /// Label value that tells this control plane's pods apart (--backend kubernetes).
     #[arg(long, default_value = "whisk")]
     pub kube_stack: String,
+    /// Registry prefix of the OpenWhisk runtime images, `<prefix>/<name>:<tag>`
+    /// (--backend kubernetes), e.g. a mirror such as registry.example.com/openwhisk.
+    #[arg(long, default_value = "openwhisk")]
+    pub runtime_image_prefix: String,
+    /// Tag of the OpenWhisk runtime images (--backend kubernetes).
+    #[arg(long, default_value = "nightly")]
+    pub runtime_image_tag: String,
+    /// The image of one kind, overriding the naming rule: KIND=IMAGE, repeatable or
+    /// comma-separated, e.g. nodejs:20=registry.example.com/node20:1.2 (--backend kubernetes).
+    #[arg(long = "runtime-image", value_delimiter = ',')]
+    pub runtime_images: Vec<String>,
 }
 
 impl BackendArgs {
@@ -59,10 +70,24 @@ impl BackendArgs {
             .proxy_image
             .filter(|i| !i.is_empty())
             .ok_or_else(|| CliError::Invalid("--backend kubernetes needs --proxy-image".into()))?;
+        let mut runtime_images = Vec::new();
+        for pair in self.runtime_images.iter().filter(|p| !p.trim().is_empty()) {
+            let (kind, image) = pair
+                .split_once('=')
+                .map(|(k, i)| (k.trim(), i.trim()))
+                .filter(|(k, i)| !k.is_empty() && !i.is_empty())
+                .ok_or_else(|| {
+                    CliError::Invalid(format!("--runtime-image {pair}: expected KIND=IMAGE"))
+                })?;
+            runtime_images.push((kind.to_owned(), image.to_owned()));
+        }
         Ok(Some(KubeSettings {
             namespace: self.kube_namespace,
             proxy_image,
             stack: self.kube_stack,
+            runtime_image_prefix: self.runtime_image_prefix,
+            runtime_image_tag: self.runtime_image_tag,
+            runtime_images,
         }))
     }
 }
@@ -447,6 +472,50 @@ mod tests {
                 .is_err(),
             "a proxy image is required"
         );
+    }
+
+    #[test]
+    fn runtime_images_are_configurable_per_registry_tag_and_kind() {
+        let config = Cmd::parse_from([
+            "whisk",
+            "--backend",
+            "kubernetes",
+            "--proxy-image",
+            "p",
+            "--runtime-image-prefix",
+            "mirror.example.com/openwhisk",
+            "--runtime-image-tag",
+            "1.2.3",
+            "--runtime-image",
+            "python:3=mirror.example.com/py:311,go:1.21=mirror.example.com/go:1.21",
+        ])
+        .args
+        .into_config()
+        .unwrap();
+        let k = config.kubernetes.clone().unwrap();
+        let kc = crate::kube_backend_config(&config, k);
+        assert_eq!(
+            kc.runtime_image("nodejs:20").as_deref(),
+            Some("mirror.example.com/openwhisk/action-nodejs-v20:1.2.3")
+        );
+        assert_eq!(
+            kc.runtime_image("python:3").as_deref(),
+            Some("mirror.example.com/py:311")
+        );
+        assert_eq!(
+            kc.runtime_image("go:1.21").as_deref(),
+            Some("mirror.example.com/go:1.21")
+        );
+        let bad = Cmd::parse_from([
+            "whisk",
+            "--backend",
+            "kubernetes",
+            "--proxy-image",
+            "p",
+            "--runtime-image",
+            "nodejs:20",
+        ]);
+        assert!(bad.args.into_config().is_err(), "KIND=IMAGE is required");
     }
 
     #[test]

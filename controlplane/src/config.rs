@@ -99,6 +99,11 @@ pub struct KubeSettings {
     pub proxy_image: String,
     /// Label value telling this control plane's pods from others' in the namespace.
     pub stack: String,
+    /// Runtime images are `<prefix>/<name>:<tag>` (OpenWhisk's naming) ...
+    pub runtime_image_prefix: String,
+    pub runtime_image_tag: String,
+    /// ... unless a kind names its own image here.
+    pub runtime_images: Vec<(String, String)>,
 }
 
 impl Config {

@@ -143,16 +143,25 @@ impl Drop for ControlPlaneHandle {
     }
 }
 
+/// The Kubernetes backend's configuration from the control plane's.
+pub fn kube_backend_config(config: &Config, k: config::KubeSettings) -> backend::KubeBackendConfig {
+    let mut kc = backend::KubeBackendConfig::new(k.namespace, k.proxy_image);
+    kc.stack = k.stack;
+    kc.runtime_image_prefix = k.runtime_image_prefix;
+    kc.runtime_image_tag = k.runtime_image_tag;
+    kc.runtime_images = k.runtime_images.into_iter().collect();
+    kc.api_host = config.api_host.clone();
+    kc.start_timeout = config.start_timeout;
+    kc.proxy_args = config.proxy_args.clone();
+    kc
+}
+
 /// Start the control plane with the backend the configuration selects: pods in a Kubernetes
 /// cluster (kubeconfig or in-cluster configuration) if `config.kubernetes` is set, else local
 /// child processes.
 pub async fn start(config: Config) -> Result<ControlPlaneHandle, StartError> {
     if let Some(k) = config.kubernetes.clone() {
-        let mut kc = backend::KubeBackendConfig::new(k.namespace, k.proxy_image);
-        kc.stack = k.stack;
-        kc.api_host = config.api_host.clone();
-        kc.start_timeout = config.start_timeout;
-        kc.proxy_args = config.proxy_args.clone();
+        let kc = kube_backend_config(&config, k);
         let backend = backend::KubernetesBackend::infer(kc)
             .await
             .map_err(|e| StartError::Backend(e.to_string()))?;
