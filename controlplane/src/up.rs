@@ -96,8 +96,6 @@ pub enum UpError {
     Envoy(#[from] whisk_stack::envoy::EnvoyError),
     #[error("the stack did not become ready within {0:?}; see the logs in {1}")]
     NotReady(Duration, PathBuf),
-    #[error("{0} keeps failing; see {1}")]
-    Crashing(&'static str, PathBuf),
 }
 
 /// The parts of a running stack that this process supervises.
@@ -258,7 +256,9 @@ struct Launch<'a> {
     telemetry: &'a [String],
 }
 
-/// Restarts a part that died, on the address it had, a few times at most.
+/// Restarts a part that died, on the address it had, for as long as the user has not asked the
+/// stack to stop: never a permanent give-up. Restarts of one part back off ([`Backoff`]) while it
+/// keeps dying, so a crash loop costs little; a restart that fails is retried the same way.
 async fn supervise(parts: &mut Parts, l: &Launch<'_>) -> Result<(), UpError> {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -267,45 +267,85 @@ async fn supervise(parts: &mut Parts, l: &Launch<'_>) -> Result<(), UpError> {
             return Ok(());
         }
     };
-    let mut restarts: Vec<Instant> = Vec::new();
-    let mut may_restart = |what: &'static str, log: PathBuf| {
-        restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
-        restarts.push(Instant::now());
-        if restarts.len() > 5 {
-            Err(UpError::Crashing(what, log))
-        } else {
-            Ok(())
-        }
-    };
+    let mut router_backoff = Backoff::default();
+    let mut envoy_backoff = Backoff::default();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = term.recv() => return Ok(()),
             status = parts.router.process.wait() => {
-                tracing::error!(?status, "router exited; restarting it");
-                may_restart("the router", l.logs.join("router.log"))?;
+                tracing::error!(?status, log = %l.logs.join("router.log").display(), "router exited; restarting it");
                 let (listen, uds) = match &parts.router_link {
                     RouterLink::Tcp(addr) => (addr.to_string(), None),
                     RouterLink::Unix(path) => (String::new(), Some(path.as_path())),
                 };
-                parts.router =
-                    start_router(
-                    l.router_bin,
-                    l.cp_grpc,
-                    l.cp_token,
-                    &listen,
-                    uds,
-                    l.logs,
-                    l.telemetry,
-                )
-                .await?;
-                parts.router_admin = router_addresses(&parts.router, uds).1;
+                loop {
+                    if router_backoff.wait_or_stop(&mut term).await {
+                        return Ok(());
+                    }
+                    match start_router(l.router_bin, l.cp_grpc, l.cp_token, &listen, uds, l.logs, l.telemetry).await {
+                        Ok(router) => {
+                            parts.router = router;
+                            parts.router_admin = router_addresses(&parts.router, uds).1;
+                            break;
+                        }
+                        Err(e) => tracing::error!(error = %e, "the router did not start; trying again"),
+                    }
+                }
             }
             status = parts.envoy.process.wait() => {
-                tracing::error!(?status, "envoy exited; restarting it");
-                may_restart("envoy", l.envoy_dir.join("envoy.log"))?;
-                parts.envoy = envoy::start(l.envoy_bin, l.spec, l.envoy_dir, Duration::from_secs(60)).await?;
+                tracing::error!(?status, log = %l.envoy_dir.join("envoy.log").display(), "envoy exited; restarting it");
+                loop {
+                    if envoy_backoff.wait_or_stop(&mut term).await {
+                        return Ok(());
+                    }
+                    match envoy::start(l.envoy_bin, l.spec, l.envoy_dir, Duration::from_secs(60)).await {
+                        Ok(envoy) => {
+                            parts.envoy = envoy;
+                            break;
+                        }
+                        Err(e) => tracing::error!(error = %e, "envoy did not start; trying again"),
+                    }
+                }
             }
+        }
+    }
+}
+
+/// How long to wait before restarting a part: nothing for a part that ran a while, then doubling
+/// from [`Backoff::FIRST`] up to [`Backoff::MAX`] while it keeps dying.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The next delay (zero: restart at once).
+    next: Duration,
+    /// When the part was last (re)started.
+    started: Option<Instant>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+    /// A part that ran this long is healthy again: its next restart is immediate.
+    const STABLE: Duration = Duration::from_secs(30);
+
+    /// The delay before this restart.
+    fn delay(&mut self) -> Duration {
+        if self.started.is_some_and(|t| t.elapsed() >= Self::STABLE) {
+            self.next = Duration::ZERO;
+        }
+        let delay = self.next;
+        self.next = (delay * 2).clamp(Self::FIRST, Self::MAX);
+        self.started = Some(Instant::now());
+        delay
+    }
+
+    /// Waits out the delay; true when the user asked the stack to stop meanwhile.
+    async fn wait_or_stop(&mut self, term: &mut tokio::signal::unix::Signal) -> bool {
+        let delay = self.delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = tokio::signal::ctrl_c() => true,
+            _ = term.recv() => true,
         }
     }
 }
@@ -416,5 +456,24 @@ fn absolute(p: &Path) -> PathBuf {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_while_a_part_keeps_dying_and_never_stop() {
+        let mut b = Backoff::default();
+        let delays: Vec<Duration> = (0..10).map(|_| b.delay()).collect();
+        assert_eq!(delays[0], Duration::ZERO, "the first restart is immediate");
+        assert_eq!(delays[1], Backoff::FIRST);
+        assert_eq!(delays[2], Backoff::FIRST * 2);
+        assert!(delays.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(delays[9], Backoff::MAX, "capped, and still restarting");
+        // A part that then ran for a while restarts at once again.
+        b.started = Some(Instant::now() - Backoff::STABLE);
+        assert_eq!(b.delay(), Duration::ZERO);
     }
 }
