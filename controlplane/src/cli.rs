@@ -92,6 +92,30 @@ impl BackendArgs {
     }
 }
 
+/// The system's default namespace limits (`whisk controlplane` and `whisk up`).
+#[derive(Debug, Clone, Args)]
+pub struct DefaultLimitArgs {
+    /// Invocations per minute of a namespace that sets no limit of its own (pushed to every router).
+    #[arg(long, default_value_t = 60)]
+    pub default_invocations_per_minute: u32,
+    /// Concurrent invocations of a namespace that sets no limit of its own.
+    #[arg(long, default_value_t = 30)]
+    pub default_concurrent_invocations: u32,
+    /// Largest invoke payload, in bytes, of a namespace that sets no limit of its own.
+    #[arg(long, default_value_t = 1_048_576)]
+    pub default_max_payload_bytes: u64,
+}
+
+impl DefaultLimitArgs {
+    pub fn to_limits(&self) -> crate::config::SystemLimits {
+        crate::config::SystemLimits {
+            invocations_per_minute: self.default_invocations_per_minute,
+            concurrent_invocations: self.default_concurrent_invocations,
+            max_payload_bytes: self.default_max_payload_bytes,
+        }
+    }
+}
+
 /// `whisk controlplane`.
 #[derive(Debug, Clone, Args)]
 pub struct ControlPlaneArgs {
@@ -149,15 +173,9 @@ pub struct ControlPlaneArgs {
     /// Highest limits.concurrency an action may set.
     #[arg(long, default_value_t = 1)]
     pub max_action_concurrency: u32,
-    /// Invocations per minute of a namespace that sets no limit of its own (pushed to every router).
-    #[arg(long, default_value_t = 60)]
-    pub default_invocations_per_minute: u32,
-    /// Concurrent invocations of a namespace that sets no limit of its own.
-    #[arg(long, default_value_t = 30)]
-    pub default_concurrent_invocations: u32,
-    /// Largest invoke payload, in bytes, of a namespace that sets no limit of its own.
-    #[arg(long, default_value_t = 1_048_576)]
-    pub default_max_payload_bytes: u64,
+    /// The default namespace limits.
+    #[command(flatten)]
+    pub limits: DefaultLimitArgs,
     /// Where containers run.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -188,11 +206,7 @@ impl ControlPlaneArgs {
         c.max_concurrent_starts = self.max_concurrent_starts;
         c.activations_per_namespace = self.activations_per_namespace;
         c.max_action_concurrency = self.max_action_concurrency;
-        c.default_limits = crate::config::SystemLimits {
-            invocations_per_minute: self.default_invocations_per_minute,
-            concurrent_invocations: self.default_concurrent_invocations,
-            max_payload_bytes: self.default_max_payload_bytes,
-        };
+        c.default_limits = self.limits.to_limits();
         c.proxy_args = self.telemetry.to_args();
         c.start_timeout = Duration::from_secs(self.start_timeout_secs);
         c.kubernetes = self.backend.kube_settings()?;

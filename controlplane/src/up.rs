@@ -72,6 +72,9 @@ pub struct UpArgs {
     /// Where containers run: local processes (the default) or pods in a Kubernetes cluster.
     #[command(flatten)]
     pub backend: crate::cli::BackendArgs,
+    /// The default namespace limits.
+    #[command(flatten)]
+    pub limits: crate::cli::DefaultLimitArgs,
     /// Logs and traces (`--log-json`, `--otlp-endpoint`, `--trace-sample-ratio`), passed on to the
     /// control plane's container proxies.
     #[command(flatten)]
@@ -144,6 +147,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     config.max_containers = args.max_containers;
     config.api_host = format!("http://{listen}");
     config.proxy_args = args.telemetry.to_args();
+    config.default_limits = args.limits.to_limits();
     config.kubernetes = args
         .backend
         .clone()

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use whisk_stack::child::spawn_announcing;
+mod common;
+
+use common::whisk_up;
 
 const GUEST: (&str, &str) = (
     whisk_controlplane::plane::GUEST_UUID,
@@ -58,34 +60,8 @@ async fn healed(up: u32, comm: &str, old: u32, apihost: &str, http: &reqwest::Cl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_killed_again_and_again_are_restarted_every_time() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_whisk"));
-    cmd.arg("up")
-        .args(["--port", "0", "--prewarm", "nodejs:20=0"])
-        .arg("--data-dir")
-        .arg(dir.path());
-    if let Ok(envoy) = std::env::var("WHISK_ENVOY") {
-        cmd.args(["--envoy", &envoy]);
-    } else {
-        let repo_envoy = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/envoy");
-        if std::path::Path::new(repo_envoy).exists() {
-            cmd.args(["--envoy", repo_envoy]);
-        }
-    }
-    let mut up = spawn_announcing(
-        cmd,
-        "WHISK_UP_READY",
-        &dir.path().join("up.log"),
-        Duration::from_secs(120),
-    )
-    .await
-    .expect("whisk up starts");
+    let (mut up, apihost) = whisk_up(dir.path(), &["--prewarm", "nodejs:20=0"]).await;
     let up_pid = up.pid().expect("whisk up's pid");
-    let apihost = up
-        .address
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("apihost="))
-        .unwrap()
-        .to_owned();
     let http = reqwest::Client::new();
     let mut router = healed(up_pid, "whisk-router", 0, &apihost, &http).await;
     // More deaths in a minute than the old supervisor tolerated (six), router and Envoy alike.

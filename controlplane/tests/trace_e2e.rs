@@ -114,7 +114,9 @@ fn assert_no_key_in_logs(data: &std::path::Path) {
         read += text.len();
         // `whisk up` prints the well-known guest key in its banner on purpose (as OpenWhisk's
         // standalone mode does); that is output for the user, not a log line.
-        let banner = |l: &&str| l.starts_with("  guest key") || l.starts_with("  try:");
+        let banner = |l: &&str| {
+            l.starts_with("  guest key") || l.starts_with("  try:") || l.starts_with("  web:")
+        };
         for line in text.lines().filter(|l| !banner(l)) {
             assert!(
                 !line.contains(GUEST.1),

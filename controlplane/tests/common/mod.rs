@@ -411,3 +411,42 @@ pub async fn publish_shared_count(guest: &Api) {
         )
         .await;
 }
+
+/// `whisk up --port 0` on `dir` with `extra` flags (and the repository's Envoy when there is
+/// one); returns the running stack and its API host.
+pub async fn whisk_up(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (whisk_stack::child::Child, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_whisk"));
+    cmd.arg("up")
+        .args(["--port", "0"])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra);
+    let repo_envoy = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/envoy");
+    match std::env::var("WHISK_ENVOY") {
+        Ok(envoy) => {
+            cmd.args(["--envoy", &envoy]);
+        }
+        Err(_) if std::path::Path::new(repo_envoy).exists() => {
+            cmd.args(["--envoy", repo_envoy]);
+        }
+        Err(_) => {}
+    }
+    let up = whisk_stack::child::spawn_announcing(
+        cmd,
+        "WHISK_UP_READY",
+        &dir.join("up.log"),
+        Duration::from_secs(120),
+    )
+    .await
+    .expect("whisk up starts");
+    let apihost = up
+        .address
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("apihost="))
+        .expect("whisk up announces its API host")
+        .to_owned();
+    (up, apihost)
+}
