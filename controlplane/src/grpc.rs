@@ -118,6 +118,14 @@ impl ControlPlane for GrpcService {
         Ok(Response::new(pb::ReportTrafficResponse {}))
     }
 
+    async fn report_usage(
+        &self,
+        request: Request<pb::UsageReport>,
+    ) -> Result<Response<pb::UsageShares>, Status> {
+        self.credentials.router(request.metadata())?;
+        Ok(Response::new(self.plane.report_usage(request.into_inner())))
+    }
+
     async fn report_activation(
         &self,
         request: Request<pb::ReportActivationRequest>,

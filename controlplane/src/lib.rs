@@ -23,6 +23,7 @@ pub mod names;
 pub mod plane;
 pub mod pool;
 pub mod push;
+pub mod quotas;
 pub mod runtimes;
 pub mod spools;
 pub mod starts;

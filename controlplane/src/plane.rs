@@ -63,9 +63,51 @@ pub struct Plane {
     /// Cold starts in flight, and the bound on concurrent starts.
     pub(crate) starts: StartGate,
     controlplane_url: OnceLock<String>,
+    /// The routers' last usage reports: how each namespace's limits are shared among them.
+    pub quotas: crate::quotas::Quotas,
 }
 
 impl Plane {
+    /// A router's usage report; the answer is its share of every active namespace's limits.
+    pub fn report_usage(&self, report: pb::UsageReport) -> pb::UsageShares {
+        let used = report
+            .namespaces
+            .into_iter()
+            .map(|n| {
+                let u = crate::quotas::Used {
+                    admitted_last_minute: n.admitted_last_minute,
+                    wanted: n.wanted,
+                    in_flight: n.in_flight,
+                };
+                (n.namespace, u)
+            })
+            .collect();
+        let d = self.config.default_limits;
+        let limits = |ns: &str| {
+            let own = self.hub.namespace_limits(ns).unwrap_or_default();
+            (
+                own.invocations_per_minute
+                    .unwrap_or(d.invocations_per_minute),
+                own.concurrent_invocations
+                    .unwrap_or(d.concurrent_invocations),
+            )
+        };
+        let namespaces = self
+            .quotas
+            .report(&report.router_id, used, limits)
+            .into_iter()
+            .map(|(namespace, s)| pb::NamespaceShare {
+                namespace,
+                invocations_per_minute: s.invocations_per_minute,
+                concurrent_invocations: s.concurrent_invocations,
+            })
+            .collect();
+        pb::UsageShares {
+            namespaces,
+            valid_for_ms: crate::quotas::VALID_FOR.as_millis() as u64,
+        }
+    }
+
     pub fn new(config: Config, store: Arc<dyn Store>, backend: Arc<dyn Backend>) -> Arc<Self> {
         let hub = PushHub::new(config.push_buffer);
         let d = config.default_limits;
@@ -85,6 +127,7 @@ impl Plane {
             pool: Mutex::new(pool),
             starts,
             controlplane_url: OnceLock::new(),
+            quotas: Default::default(),
         })
     }
 

@@ -284,6 +284,15 @@ impl PushHub {
         self.lock().tables.endpoints.get(container_id).cloned()
     }
 
+    /// The limits a namespace sets itself (absent fields: the defaults).
+    pub fn namespace_limits(&self, name: &str) -> Option<pb::NamespaceLimits> {
+        self.lock()
+            .tables
+            .namespaces
+            .get(name)
+            .and_then(|n| n.limits)
+    }
+
     /// The pushed state of one action.
     pub fn action(&self, fqn: &str) -> Option<pb::Action> {
         self.lock().tables.actions.get(fqn).cloned()

@@ -83,12 +83,19 @@ pub async fn start(config: Config) -> Result<RouterHandle, ServerError> {
         token.clone(),
         metrics.records.clone(),
     )?;
-    let mut tasks = vec![tokio::spawn(sync::run(
-        control.client(),
-        tables.clone(),
-        router_id,
-        token,
-    ))];
+    let mut tasks = vec![
+        tokio::spawn(sync::run(
+            control.client(),
+            tables.clone(),
+            router_id.clone(),
+            token,
+        )),
+        tokio::spawn(crate::control::usage::run(
+            control.client(),
+            tables.clone(),
+            router_id,
+        )),
+    ];
     let control: Arc<dyn ControlPlane> = Arc::new(control);
     let router = Arc::new(Router::new(tables.clone(), control, config.policy));
     let mut admin_addr = None;

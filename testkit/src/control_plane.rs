@@ -59,6 +59,10 @@ pub struct FakeControlPlane {
     token: Arc<Mutex<Option<String>>>,
     /// Router calls refused for a missing or wrong token.
     pub refused: Arc<AtomicU32>,
+    /// Usage reports received (`ReportUsage`).
+    pub usage: Arc<Mutex<Vec<pb::UsageReport>>>,
+    /// The shares `ReportUsage` answers with, per namespace (rate, concurrency); none by default.
+    pub shares: Arc<Mutex<HashMap<String, (u32, u32)>>>,
 }
 
 struct Server {
@@ -91,6 +95,8 @@ impl FakeControlPlane {
             last_addr: Default::default(),
             token: Default::default(),
             refused: Default::default(),
+            usage: Default::default(),
+            shares: Default::default(),
         }
     }
 
@@ -298,5 +304,25 @@ impl pb::control_plane_server::ControlPlane for FakeControlPlane {
     ) -> Result<Response<pb::ReportUnusableResponse>, Status> {
         lock(&self.unusable).push(request.into_inner().container_id);
         Ok(Response::new(Default::default()))
+    }
+
+    async fn report_usage(
+        &self,
+        request: Request<pb::UsageReport>,
+    ) -> Result<Response<pb::UsageShares>, Status> {
+        self.admit(&request)?;
+        lock(&self.usage).push(request.into_inner());
+        let namespaces = lock(&self.shares)
+            .iter()
+            .map(|(ns, (rate, conc))| pb::NamespaceShare {
+                namespace: ns.clone(),
+                invocations_per_minute: *rate,
+                concurrent_invocations: *conc,
+            })
+            .collect();
+        Ok(Response::new(pb::UsageShares {
+            namespaces,
+            valid_for_ms: 5_000,
+        }))
     }
 }

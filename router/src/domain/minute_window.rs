@@ -89,6 +89,13 @@ impl MinuteWindow {
         Err(Duration::from_secs(60))
     }
 
+    /// Admissions in the last minute as of `now_ms`.
+    pub fn count(&self, now_ms: u64) -> u32 {
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        b.advance(now_ms / TICK_MS);
+        b.sum.min(u64::from(u32::MAX)) as u32
+    }
+
     /// Forgets every admission (a new limit starts afresh).
     pub fn reset(&self) {
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());

@@ -194,7 +194,7 @@ impl Router {
             ns,
         } = ticket;
         // OpenWhisk throttles before it checks the entitlement.
-        let concurrency = ns.admit()?;
+        let concurrency = ns.admit(self.tables.routers())?;
         let target_ns = req.namespace.as_deref().unwrap_or(&identity.namespace);
         let fqn = req.fqn(target_ns);
         let action = self.tables.action(&fqn);

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::endpoints::{EndpointSpec, EndpointTable};
-use super::throttle::{LimitOverrides, NamespaceLimits, NamespaceState};
+use super::throttle::{LimitOverrides, NamespaceLimits, NamespaceState, Share, Usage};
 use super::web::export::WebExport;
 
 /// One key of a namespace (the key itself is never pushed, only its SHA-256).
@@ -179,6 +179,33 @@ impl Tables {
             .or_insert_with(|| Arc::new(NamespaceState::new(**self.defaults.load())))
             .value()
             .clone()
+    }
+
+    /// This router's use of every namespace active here, for its usage report (not on the
+    /// request path).
+    pub fn usage(&self) -> Vec<(Arc<str>, Usage)> {
+        self.namespaces
+            .iter()
+            .filter_map(|e| Some((e.key().clone(), e.value().usage()?)))
+            .collect()
+    }
+
+    /// This router's shares of the namespaces' limits, as the control plane answered its usage
+    /// report; a namespace not listed has no share (an equal part of its limits applies).
+    pub fn apply_shares(&self, shares: &[(String, Share)]) {
+        for e in self.namespaces.iter() {
+            let share = shares
+                .iter()
+                .find(|(ns, _)| ns.as_str() == &**e.key())
+                .map(|(_, s)| *s);
+            e.value().set_share(share);
+        }
+        for (ns, share) in shares {
+            if !self.namespaces.contains_key(ns.as_str()) {
+                self.namespace(&Arc::from(ns.as_str()))
+                    .set_share(Some(*share));
+            }
+        }
     }
 
     /// In-flight invokes of every namespace (for metrics; not on the request path).

@@ -48,6 +48,8 @@ pub struct WebTicket {
     /// The CORS headers to add to the response (none when the action handles CORS itself).
     pub cors: Vec<(&'static str, String)>,
     ns: Arc<NamespaceState>,
+    /// How many routers share the owner's limits.
+    routers: u32,
     /// One of the owner's concurrency slots, once charged; released when the ticket is dropped
     /// (the activation ended).
     concurrency: Option<ConcurrencyGuard>,
@@ -62,7 +64,7 @@ impl WebTicket {
     /// Charges the owner's limits (per minute and concurrency), or OpenWhisk's 429.
     pub fn charge(&mut self) -> Result<(), Rejection> {
         if self.concurrency.is_none() {
-            self.concurrency = Some(self.ns.admit()?);
+            self.concurrency = Some(self.ns.admit(self.routers)?);
         }
         Ok(())
     }
@@ -156,6 +158,7 @@ impl Router {
             user,
             cors,
             ns,
+            routers: self.tables.routers(),
             concurrency: None,
         })))
     }
