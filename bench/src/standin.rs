@@ -413,6 +413,14 @@ impl pb::control_plane_server::ControlPlane for StandIn {
     ) -> Result<Response<pb::ReportUnusableResponse>, Status> {
         Ok(Response::new(Default::default()))
     }
+
+    /// No shares: the bench's single router admits each namespace's whole limits.
+    async fn report_usage(
+        &self,
+        _: Request<pb::UsageReport>,
+    ) -> Result<Response<pb::UsageShares>, Status> {
+        Ok(Response::new(Default::default()))
+    }
 }
 
 // The table entries are the test kit's: `standin::action(…)` and friends.

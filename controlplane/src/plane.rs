@@ -94,7 +94,7 @@ impl Plane {
         };
         let namespaces = self
             .quotas
-            .report(&report.router_id, used, limits)
+            .report(&report.router_id, used, limits, self.hub.routers())
             .into_iter()
             .map(|(namespace, s)| pb::NamespaceShare {
                 namespace,

@@ -284,6 +284,11 @@ impl PushHub {
         self.lock().tables.endpoints.get(container_id).cloned()
     }
 
+    /// How many routers are subscribed now.
+    pub fn routers(&self) -> u32 {
+        self.lock().tables.routers
+    }
+
     /// The limits a namespace sets itself (absent fields: the defaults).
     pub fn namespace_limits(&self, name: &str) -> Option<pb::NamespaceLimits> {
         self.lock()

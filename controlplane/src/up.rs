@@ -51,6 +51,10 @@ pub struct UpArgs {
     /// Gateway (router over TCP) or sidecar (router over a Unix domain socket).
     #[arg(long, value_enum, default_value_t = Flavour::Gateway)]
     pub flavour: Flavour,
+    /// How many gateways (an Envoy and a router each) serve the API: the first on `--port`, the
+    /// others on free ports. They share one control plane and every namespace's limits.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub gateways: u16,
     /// Envoy binary (default: $WHISK_ENVOY, ./.venv/bin/envoy, or envoy on the PATH).
     #[arg(long)]
     pub envoy: Option<PathBuf>,
@@ -101,12 +105,36 @@ pub enum UpError {
     NotReady(Duration, PathBuf),
 }
 
-/// The parts of a running stack that this process supervises.
-struct Parts {
+/// One gateway of a running stack: its router and its Envoy, supervised by this process.
+struct Gateway {
+    /// Its number: names its log files, Envoy directory and socket.
+    index: usize,
     router: Child,
     router_link: RouterLink,
     router_admin: SocketAddr,
     envoy: Envoy,
+    /// Envoy's configuration (its listener, its router).
+    spec: EnvoySpec,
+    router_backoff: Backoff,
+    envoy_backoff: Backoff,
+}
+
+impl Gateway {
+    /// `logs/router.log` for the first gateway, `logs/router-<i>.log` for the others.
+    fn router_log(logs: &Path, index: usize) -> PathBuf {
+        match index {
+            0 => logs.join("router.log"),
+            i => logs.join(format!("router-{i}.log")),
+        }
+    }
+
+    /// `envoy/` for the first gateway, `envoy/gateway-<i>/` for the others.
+    fn envoy_dir(envoy_dir: &Path, index: usize) -> PathBuf {
+        match index {
+            0 => envoy_dir.to_path_buf(),
+            i => envoy_dir.join(format!("gateway-{i}")),
+        }
+    }
 }
 
 /// Brings the stack up, announces it, and supervises it until Ctrl-C or SIGTERM.
@@ -157,10 +185,6 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     tracing::info!(grpc = %controlplane.grpc_addr(), http = %controlplane.http_addr(), "control plane up");
 
     let router_bin = sibling("whisk-router");
-    let router_link_wanted = match args.flavour {
-        Flavour::Gateway => None,
-        Flavour::Sidecar => Some(data.join("router.sock")),
-    };
     let telemetry = args.telemetry.to_args();
     // The router's credentials: the control plane's router token, and the ingress token Envoy
     // presents to the router (made on the first start, owner-only, in the data dir).
@@ -171,38 +195,79 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         controlplane: controlplane.router_token_file().to_path_buf(),
         ingress: ingress_file,
     };
-    let router = start_router(
-        &router_bin,
-        &controlplane.grpc_url(),
-        &cp_token,
-        "127.0.0.1:0",
-        router_link_wanted.as_deref(),
-        &logs,
-        &telemetry,
-    )
-    .await?;
-    let (router_link, router_admin) = router_addresses(&router, router_link_wanted.as_deref());
-    let spec = EnvoySpec {
-        listen,
-        router: router_link.clone(),
-        controlplane_api: controlplane.http_addr(),
-        access_log: logs.join("envoy-access.log"),
-        ingress_token: Some(ingress_token),
-        request_timeout: None,
+    let cp_grpc = controlplane.grpc_url();
+    let launch = Launch {
+        router_bin: &router_bin,
+        envoy_bin: &envoy_bin,
+        cp_grpc: &cp_grpc,
+        cp_token: &cp_token,
+        logs: &logs,
+        envoy_dir: &envoy_dir,
+        telemetry: &telemetry,
     };
-    let envoy = envoy::start(&envoy_bin, &spec, &envoy_dir, Duration::from_secs(60)).await?;
-    let apihost = envoy.url();
-    wait_ready(&apihost, router_admin, &logs).await?;
+    let mut gateways = Vec::new();
+    for index in 0..usize::from(args.gateways) {
+        let listen = match index {
+            0 => listen,
+            // Another free port on the same host.
+            _ => std::net::TcpListener::bind(SocketAddr::new(args.host, 0))
+                .and_then(|l| l.local_addr())
+                .map_err(|e| UpError::DataDir(data.clone(), e))?,
+        };
+        let uds = match args.flavour {
+            Flavour::Gateway => None,
+            Flavour::Sidecar if index == 0 => Some(data.join("router.sock")),
+            Flavour::Sidecar => Some(data.join(format!("router-{index}.sock"))),
+        };
+        let router = launch.router(index, "127.0.0.1:0", uds.as_deref()).await?;
+        let (router_link, router_admin) = router_addresses(&router, uds.as_deref());
+        let spec = EnvoySpec {
+            listen,
+            router: router_link.clone(),
+            controlplane_api: controlplane.http_addr(),
+            access_log: match index {
+                0 => logs.join("envoy-access.log"),
+                i => logs.join(format!("envoy-access-{i}.log")),
+            },
+            ingress_token: Some(ingress_token.clone()),
+            request_timeout: None,
+        };
+        let envoy = launch.envoy(index, &spec).await?;
+        wait_ready(&envoy.url(), router_admin, &logs).await?;
+        // Restarts use the port Envoy got.
+        let spec = EnvoySpec {
+            listen: envoy.listen,
+            ..spec
+        };
+        gateways.push(Gateway {
+            index,
+            router,
+            router_link,
+            router_admin,
+            envoy,
+            spec,
+            router_backoff: Backoff::default(),
+            envoy_backoff: Backoff::default(),
+        });
+    }
+    let apihost = gateways[0].envoy.url();
+    let all: Vec<String> = gateways.iter().map(|g| g.envoy.url()).collect();
 
     let admin_url = controlplane.http_url();
     let _ = std::fs::write(data.join("admin-url"), &admin_url);
     // A web action to try, as `whisk up` prints it.
     const WEB_EXAMPLE: &str = r#"{"exec":{"kind":"nodejs:default","code":"const main = (p) => ({ body: `<h1>hi ${p.name}</h1>` })"},"annotations":[{"key":"web-export","value":true}]}"#;
-    println!("WHISK_UP_READY apihost={apihost} admin={admin_url}");
+    println!(
+        "WHISK_UP_READY apihost={apihost} admin={admin_url} gateways={}",
+        all.join(",")
+    );
     println!();
     // OpenWhisk's well-known guest key, created on first start.
     let guest_auth = format!("{GUEST_UUID}:{GUEST_KEY}");
     println!("  OpenWhisk API   {apihost}");
+    if all.len() > 1 {
+        println!("  gateways        {}", all.join(" "));
+    }
     println!("  guest key       {guest_auth}");
     println!("  data and logs   {}", data.display());
     println!(
@@ -218,41 +283,21 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     println!("        then open {apihost}/api/v1/web/guest/default/hi?name=you (no credentials)");
     println!("  Ctrl-C stops everything.");
 
-    let mut parts = Parts {
-        router,
-        router_link,
-        router_admin,
-        envoy,
-    };
-    let spec = EnvoySpec {
-        listen: parts.envoy.listen,
-        ..spec
-    };
-    let launch = Launch {
-        router_bin: &router_bin,
-        envoy_bin: &envoy_bin,
-        spec: &spec,
-        cp_grpc: &controlplane.grpc_url(),
-        cp_token: &cp_token,
-        logs: &logs,
-        envoy_dir: &envoy_dir,
-        telemetry: &telemetry,
-    };
-    let outcome = supervise(&mut parts, &launch).await;
+    let outcome = supervise(&mut gateways, &launch).await;
 
     tracing::info!("stopping");
-    let Parts { router, envoy, .. } = parts;
-    stop_envoy(envoy).await;
-    router.stop(Duration::from_secs(5)).await;
+    for g in gateways {
+        stop_envoy(g.envoy).await;
+        g.router.stop(Duration::from_secs(5)).await;
+    }
     controlplane.shutdown().await;
     outcome
 }
 
-/// How to start the router and Envoy again.
+/// How to start a gateway's router and Envoy (again).
 struct Launch<'a> {
     router_bin: &'a Path,
     envoy_bin: &'a Path,
-    spec: &'a EnvoySpec,
     cp_grpc: &'a str,
     cp_token: &'a RouterTokens,
     logs: &'a Path,
@@ -260,10 +305,43 @@ struct Launch<'a> {
     telemetry: &'a [String],
 }
 
+impl Launch<'_> {
+    async fn router(
+        &self,
+        index: usize,
+        listen: &str,
+        uds: Option<&Path>,
+    ) -> Result<Child, UpError> {
+        start_router(
+            self.router_bin,
+            self.cp_grpc,
+            self.cp_token,
+            listen,
+            uds,
+            &Gateway::router_log(self.logs, index),
+            self.telemetry,
+        )
+        .await
+    }
+
+    async fn envoy(&self, index: usize, spec: &EnvoySpec) -> Result<Envoy, UpError> {
+        let dir = Gateway::envoy_dir(self.envoy_dir, index);
+        std::fs::create_dir_all(&dir).map_err(|e| UpError::DataDir(dir.clone(), e))?;
+        Ok(envoy::start(self.envoy_bin, spec, &dir, Duration::from_secs(60)).await?)
+    }
+}
+
+/// Which part of a gateway exited.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Router,
+    Envoy,
+}
+
 /// Restarts a part that died, on the address it had, for as long as the user has not asked the
 /// stack to stop: never a permanent give-up. Restarts of one part back off ([`Backoff`]) while it
 /// keeps dying, so a crash loop costs little; a restart that fails is retried the same way.
-async fn supervise(parts: &mut Parts, l: &Launch<'_>) -> Result<(), UpError> {
+async fn supervise(gateways: &mut [Gateway], l: &Launch<'_>) -> Result<(), UpError> {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -271,41 +349,68 @@ async fn supervise(parts: &mut Parts, l: &Launch<'_>) -> Result<(), UpError> {
             return Ok(());
         }
     };
-    let mut router_backoff = Backoff::default();
-    let mut envoy_backoff = Backoff::default();
     loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = term.recv() => return Ok(()),
-            status = parts.router.process.wait() => {
-                tracing::error!(?status, log = %l.logs.join("router.log").display(), "router exited; restarting it");
-                let (listen, uds) = match &parts.router_link {
+        let exited = {
+            let waits = gateways.iter_mut().flat_map(|g| {
+                let index = g.index;
+                let Gateway { router, envoy, .. } = g;
+                let r: std::pin::Pin<
+                    Box<dyn std::future::Future<Output = (usize, Part)> + Send + '_>,
+                > = Box::pin(async move {
+                    let _ = router.process.wait().await;
+                    (index, Part::Router)
+                });
+                let e: std::pin::Pin<
+                    Box<dyn std::future::Future<Output = (usize, Part)> + Send + '_>,
+                > = Box::pin(async move {
+                    let _ = envoy.process.wait().await;
+                    (index, Part::Envoy)
+                });
+                [r, e]
+            });
+            let any = futures::future::select_all(waits);
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => return Ok(()),
+                ((index, part), _, _) = any => (index, part),
+            }
+        };
+        let (index, part) = exited;
+        let Some(g) = gateways.iter_mut().find(|g| g.index == index) else {
+            continue;
+        };
+        match part {
+            Part::Router => {
+                tracing::error!(gateway = index, log = %Gateway::router_log(l.logs, index).display(), "router exited; restarting it");
+                let (listen, uds) = match &g.router_link {
                     RouterLink::Tcp(addr) => (addr.to_string(), None),
-                    RouterLink::Unix(path) => (String::new(), Some(path.as_path())),
+                    RouterLink::Unix(path) => (String::new(), Some(path.clone())),
                 };
                 loop {
-                    if router_backoff.wait_or_stop(&mut term).await {
+                    if g.router_backoff.wait_or_stop(&mut term).await {
                         return Ok(());
                     }
-                    match start_router(l.router_bin, l.cp_grpc, l.cp_token, &listen, uds, l.logs, l.telemetry).await {
+                    match l.router(index, &listen, uds.as_deref()).await {
                         Ok(router) => {
-                            parts.router = router;
-                            parts.router_admin = router_addresses(&parts.router, uds).1;
+                            g.router_admin = router_addresses(&router, uds.as_deref()).1;
+                            g.router = router;
                             break;
                         }
-                        Err(e) => tracing::error!(error = %e, "the router did not start; trying again"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the router did not start; trying again")
+                        }
                     }
                 }
             }
-            status = parts.envoy.process.wait() => {
-                tracing::error!(?status, log = %l.envoy_dir.join("envoy.log").display(), "envoy exited; restarting it");
+            Part::Envoy => {
+                tracing::error!(gateway = index, log = %Gateway::envoy_dir(l.envoy_dir, index).join("envoy.log").display(), "envoy exited; restarting it");
                 loop {
-                    if envoy_backoff.wait_or_stop(&mut term).await {
+                    if g.envoy_backoff.wait_or_stop(&mut term).await {
                         return Ok(());
                     }
-                    match envoy::start(l.envoy_bin, l.spec, l.envoy_dir, Duration::from_secs(60)).await {
+                    match l.envoy(index, &g.spec).await {
                         Ok(envoy) => {
-                            parts.envoy = envoy;
+                            g.envoy = envoy;
                             break;
                         }
                         Err(e) => tracing::error!(error = %e, "envoy did not start; trying again"),
@@ -384,7 +489,7 @@ async fn start_router(
     cp_token: &RouterTokens,
     listen: &str,
     uds: Option<&Path>,
-    logs: &Path,
+    log: &Path,
     telemetry: &[String],
 ) -> Result<Child, UpError> {
     let mut cmd = tokio::process::Command::new(bin);
@@ -398,13 +503,7 @@ async fn start_router(
         Some(path) => cmd.arg("--uds").arg(path),
         None => cmd.args(["--listen", listen]),
     };
-    Ok(spawn_announcing(
-        cmd,
-        "WHISK_ROUTER_LISTENING",
-        &logs.join("router.log"),
-        Duration::from_secs(30),
-    )
-    .await?)
+    Ok(spawn_announcing(cmd, "WHISK_ROUTER_LISTENING", log, Duration::from_secs(30)).await?)
 }
 
 /// The router's gRPC link (TCP address, or the socket we asked for) and admin address.

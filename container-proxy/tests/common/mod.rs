@@ -100,6 +100,11 @@ impl ControlPlane for Svc {
         self.bump();
         Ok(Response::new(ReportUnusableResponse {}))
     }
+
+    /// Routers' business; proxies never call it.
+    async fn report_usage(&self, _: Request<UsageReport>) -> Result<Response<UsageShares>, Status> {
+        Err(Status::unimplemented("not a router"))
+    }
 }
 
 /// A gRPC control plane on port 0 that records what proxies report.
