@@ -1,5 +1,7 @@
 //! `whisk-container-proxy`: binds, prints `WHISK_PROXY_LISTENING <ip:port>` on stdout (Contract 3),
-//! serves until SIGTERM/SIGINT, then stops its launcher processes. Logs go to stderr (JSON lines
+//! serves until SIGTERM/SIGINT, then stops its launcher processes and every process of the
+//! action's own user (what left the tree), and removes its temporary directories; at start it
+//! removes those of dead proxies (`whisk_stack::leftovers`). Logs go to stderr (JSON lines
 //! with `--log-json`); spans go to an OTLP collector with `--otlp-endpoint`.
 
 use std::io::Write;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use whisk_container_proxy::config::Config;
+use whisk_container_proxy::executor::user::ActionUser;
 use whisk_container_proxy::proxy::Proxy;
 use whisk_container_proxy::server;
 
@@ -92,6 +95,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.telemetry.otlp(),
     )
     .context("setting up logs and traces")?;
+    // Temporary directories of proxies killed before they could remove them.
+    for dir in whisk_stack::leftovers::sweep_temp_dirs() {
+        tracing::info!(dir = %dir.display(), "removed a dead proxy's temporary directory");
+    }
     let proxy = Proxy::start(&config, |k| std::env::var(k).ok())
         .await
         .context("starting the proxy")?;
@@ -116,6 +123,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in time");
     }
     proxy.shutdown().await;
+    // Whatever the action left running (a detached, double-forked child) cannot leave its user:
+    // when actions run as a user of their own, every process of that user dies with the proxy.
+    if let Some(uid) = ActionUser::choose(config.action_uid).uid() {
+        whisk_stack::leftovers::kill_user(uid);
+    }
     // Export the last spans before exiting.
     drop(telemetry);
     Ok(())
