@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use whisk_container_proxy::config::Config;
-use whisk_container_proxy::executor::user::ActionUser;
+use whisk_container_proxy::executor::user::{ActionUidFlag, ActionUser};
 use whisk_container_proxy::proxy::Proxy;
 use whisk_container_proxy::server;
 
@@ -95,9 +95,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.telemetry.otlp(),
     )
     .context("setting up logs and traces")?;
-    // Temporary directories of proxies killed before they could remove them.
-    for dir in whisk_stack::leftovers::sweep_temp_dirs() {
+    // What proxies killed before they could clean up left: processes, temporary directories.
+    let swept = whisk_stack::leftovers::sweep();
+    for dir in &swept.dirs {
         tracing::info!(dir = %dir.display(), "removed a dead proxy's temporary directory");
+    }
+    if swept.processes > 0 {
+        tracing::info!(
+            processes = swept.processes,
+            "killed processes a dead proxy's actions left"
+        );
     }
     let proxy = Proxy::start(&config, |k| std::env::var(k).ok())
         .await
@@ -125,7 +132,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     proxy.shutdown().await;
     // Whatever the action left running (a detached, double-forked child) cannot leave its user:
     // when actions run as a user of their own, every process of that user dies with the proxy.
-    if let Some(uid) = ActionUser::choose(config.action_uid).uid() {
+    // Only a user of its own (`auto`): a uid given with `--action-uid` may be shared.
+    if config.action_uid == ActionUidFlag::Auto
+        && let Some(uid) = ActionUser::choose(config.action_uid).uid()
+    {
         whisk_stack::leftovers::kill_user(uid);
     }
     // Export the last spans before exiting.

@@ -9,11 +9,22 @@
 //!   their own (`container-proxy/src/executor/user.rs`), and [`kill_user`] kills every process
 //!   of that uid — whatever it did to leave the tree, it cannot leave its uid;
 //! * temporary directories carry the pid of the proxy that made them ([`temp_prefix`]), so the
-//!   control plane removes a dead proxy's ([`remove_temp_dirs_of`]) and every proxy sweeps the
-//!   ones of proxies no longer alive when it starts ([`sweep_temp_dirs`]).
+//!   control plane removes a dead proxy's ([`remove_temp_dirs_of`]) and the control plane and
+//!   every proxy sweep, when they start, what proxies no longer alive left ([`sweep`]): the
+//!   processes still working in such a directory (an action's detached child after the whole
+//!   stack was killed) and the directories.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// First uid of the users local actions run as when the stack runs as root: a container's
+/// actions run as `ISOLATED_UID_BASE + <its proxy's pid>`.
+pub const ISOLATED_UID_BASE: u32 = 100_000;
+
+/// The uid the actions of the proxy with pid `proxy_pid` run as (when it runs as root).
+pub fn isolated_uid(proxy_pid: u32) -> u32 {
+    ISOLATED_UID_BASE.saturating_add(proxy_pid)
+}
 
 /// The kinds of temporary directory a container proxy makes (`whisk-<kind>-<pid>-XXXXXX`).
 pub const TEMP_KINDS: [&str; 2] = ["launchers", "action"];
@@ -187,12 +198,56 @@ pub fn remove_temp_dirs_of(pid: u32) -> Vec<PathBuf> {
     remove_where(&std::env::temp_dir(), |owner| owner == pid)
 }
 
-/// Removes the temporary directories of processes that are gone (killed before they could).
-pub fn sweep_temp_dirs() -> Vec<PathBuf> {
-    let me = std::process::id();
-    remove_where(&std::env::temp_dir(), |owner| {
-        owner != me && !Path::new(&format!("/proc/{owner}")).exists()
-    })
+fn dead(owner: u32) -> bool {
+    owner != std::process::id() && !Path::new(&format!("/proc/{owner}")).exists()
+}
+
+/// What [`sweep`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Processes killed (as root: whole action users).
+    pub processes: usize,
+    pub dirs: Vec<PathBuf>,
+}
+
+/// Kills the processes still working in a temporary directory of a proxy that is gone (their
+/// whole user, as root), then removes the directories of proxies that are gone.
+pub fn sweep() -> Swept {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = std::env::temp_dir();
+    // SAFETY: geteuid has no preconditions.
+    let (me, root) = (std::process::id(), unsafe { libc::geteuid() } == 0);
+    let mut processes = 0;
+    let mut users = Vec::new();
+    for pid in all_pids().into_iter().filter(|p| *p != me) {
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+            continue;
+        };
+        let Ok(inside) = cwd.strip_prefix(&tmp) else {
+            continue;
+        };
+        let first = inside
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str());
+        if !first.and_then(owner_of).is_some_and(dead) {
+            continue;
+        }
+        let uid = std::fs::metadata(format!("/proc/{pid}")).map_or(0, |m| m.uid());
+        if root && uid >= ISOLATED_UID_BASE {
+            if !users.contains(&uid) {
+                users.push(uid);
+                kill_user(uid);
+            }
+        } else {
+            sigkill(pid);
+        }
+        processes += 1;
+    }
+    Swept {
+        processes,
+        dirs: remove_where(&tmp, dead),
+    }
 }
 
 #[cfg(test)]
