@@ -198,8 +198,19 @@ pub fn remove_temp_dirs_of(pid: u32) -> Vec<PathBuf> {
     remove_where(&std::env::temp_dir(), |owner| owner == pid)
 }
 
+/// Whether process `owner` is gone: no such process, or a zombie (a killed proxy whose new
+/// parent has not reaped it yet).
 fn dead(owner: u32) -> bool {
-    owner != std::process::id() && !Path::new(&format!("/proc/{owner}")).exists()
+    if owner == std::process::id() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{owner}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
 }
 
 /// What [`sweep`] removed.
