@@ -55,8 +55,42 @@ fn all_pids() -> Vec<u32> {
         .collect()
 }
 
-/// Every process under `root` (not `root` itself), at the time of the walk.
+/// The children of `pid` from `/proc/<pid>/task/*/children` (one read per thread), `None` when
+/// the kernel does not provide those files.
+fn children_of(pid: u32) -> Option<Vec<u32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+        out.extend(
+            text.split_ascii_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    Some(out)
+}
+
+/// Every process under `root` (not `root` itself), at the time of the walk: through the
+/// kernel's children lists (cheap: a read per thread of the tree), else by a scan of every
+/// process's parent.
 pub fn descendants(root: u32) -> Vec<u32> {
+    if Path::new(&format!("/proc/{root}/task/{root}/children")).exists() {
+        let mut out: Vec<u32> = Vec::new();
+        let mut next = vec![root];
+        while let Some(p) = next.pop() {
+            for c in children_of(p).unwrap_or_default() {
+                if c != root && !out.contains(&c) {
+                    out.push(c);
+                    next.push(c);
+                }
+            }
+        }
+        return out;
+    }
+    descendants_by_scan(root)
+}
+
+fn descendants_by_scan(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for pid in all_pids() {
         if let Some(s) = read_stat(pid) {
@@ -287,7 +321,11 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(tree_rss_bytes(root, None) > 0);
-        let under = descendants(root);
+        let mut under = descendants(root);
+        let mut scanned = descendants_by_scan(root);
+        under.sort_unstable();
+        scanned.sort_unstable();
+        assert_eq!(under, scanned, "both walks find the same tree");
         kill_tree(root);
         child.wait().unwrap();
         for pid in under {

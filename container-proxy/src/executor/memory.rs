@@ -25,6 +25,8 @@ pub async fn exceeded(pid: u32, limit_bytes: u64) -> u64 {
         return std::future::pending().await;
     }
     loop {
+        // First after one interval: most activations end before, and pay nothing.
+        tokio::time::sleep(SAMPLE_EVERY).await;
         let held =
             tokio::task::spawn_blocking(move || whisk_stack::leftovers::tree_rss_bytes(pid, None))
                 .await
@@ -32,6 +34,5 @@ pub async fn exceeded(pid: u32, limit_bytes: u64) -> u64 {
         if held > limit_bytes {
             return held;
         }
-        tokio::time::sleep(SAMPLE_EVERY).await;
     }
 }
