@@ -7,7 +7,7 @@
 //! sampled every [`SAMPLE_EVERY`]; above the limit the run is given up, the process tree killed
 //! and replaced (as after any crash), and the activation is OpenWhisk's developer error "The
 //! action exhausted its memory and was aborted." The limit covers the runtime's own baseline, as
-//! a container's does (node ≈ 45 MB, python ≈ 10 MB resident before the action's code runs).
+//! a container's does (measured idle: node 20 42 MB, python 3.11 14 MB resident).
 //! It is an approximation of a cgroup: memory allocated faster than one sample interval can
 //! overshoot the limit briefly, and a process that left the tree (double fork) is not counted —
 //! it dies with the container (`leftovers::kill_user`). Virtual-memory rlimits are not used:
