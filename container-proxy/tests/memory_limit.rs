@@ -1,6 +1,7 @@
 //! The local executor enforces each action's memory limit (`limits.memory`): real node and python
 //! actions that allocate far more than their limit are aborted with OpenWhisk's developer error,
-//! their container is replaced as after a crash, and an action under its limit succeeds.
+//! their container is replaced as after a crash, an action under its limit succeeds, and one that
+//! exhausts its memory while it initialises fails its init with the same text.
 
 mod common;
 
@@ -73,4 +74,17 @@ async fn actions_under_their_memory_limit_succeed() {
     let python = ready_proxy(&cp, "python:3", limited("p", "python:3", PYTHON, 256)).await;
     assert_allocated(&allocate(&node, "guest/n", 128).await, 128);
     assert_allocated(&allocate(&python, "guest/p", 128).await, 128);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_exhausting_its_memory_while_it_initialises_fails_init() {
+    let cp = ControlPlaneStub::start().await;
+    let proxy = ProxyProcess::stem("nodejs:20", &cp);
+    let code = r#"
+const held = [];
+for (let i = 0; i < 64; i++) held.push(Buffer.alloc(16 * 1024 * 1024, 1));
+function main() { return { held: held.length }; }"#;
+    let (status, body) = proxy.init(limited("greedy", "nodejs:20", code, 128)).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], EXHAUSTED);
 }

@@ -31,7 +31,7 @@ use super::{Executor, InitError, InitPayload, RunOutcome, RunRequest};
 use crate::code;
 use crate::launchers::{Family, LauncherFiles};
 use crate::logs::{LogSink, Stream, pump};
-use crate::record::{ABNORMAL_RUN, RunResponse, init_timeout_message};
+use crate::record::{ABNORMAL_RUN, MEMORY_EXHAUSTED, RunResponse, init_timeout_message};
 use crate::report::Reporter;
 
 /// How long to wait for the sentinel after a launcher's reply.
@@ -367,11 +367,17 @@ impl Inner {
     async fn send_init(
         process: &mut Process,
         line: &str,
-        timeout: Duration,
-        log_limit: usize,
+        prepared: &Prepared,
     ) -> Result<(), InitError> {
-        process.sink.begin(log_limit);
-        let message = Self::init_reply(process, line, timeout).await?;
+        process.sink.begin(prepared.log_limit);
+        let pid = process.child.id().unwrap_or_default();
+        let message = tokio::select! {
+            message = Self::init_reply(process, line, prepared.timeout) => message?,
+            held = super::memory::exceeded(pid, prepared.memory_bytes) => {
+                tracing::warn!(held, limit = prepared.memory_bytes, "the action exhausted its memory during init");
+                Some(MEMORY_EXHAUSTED.to_string())
+            }
+        };
         let Some(message) = message else {
             process.init_output = true;
             return Ok(());
@@ -425,7 +431,7 @@ impl Inner {
             )
             .map_err(|e| InitError::Internal(e.to_string()))?;
         if let Some(line) = &prepared.init_line {
-            Self::send_init(&mut process, line, prepared.timeout, prepared.log_limit).await?;
+            Self::send_init(&mut process, line, prepared).await?;
         }
         Ok(process)
     }
@@ -544,7 +550,7 @@ impl Inner {
         let process = match stem {
             Some(mut p) => {
                 if let Some(line) = &prepared.init_line {
-                    Self::send_init(&mut p, line, prepared.timeout, prepared.log_limit).await?;
+                    Self::send_init(&mut p, line, &prepared).await?;
                 }
                 p
             }

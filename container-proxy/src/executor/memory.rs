@@ -2,15 +2,17 @@
 //! memory limit is the kernel's to enforce; a local container is a process tree on this machine,
 //! where an action allocating 1 GiB under a 256 MB limit would otherwise run to completion.
 //!
-//! The enforcement is a watchdog: while an activation runs, the resident memory of its runtime
-//! process and everything under it (`whisk_stack::leftovers::tree_rss_bytes`, from `/proc`) is
-//! sampled every [`SAMPLE_EVERY`]; above the limit the run is given up, the process tree killed
-//! and replaced (as after any crash), and the activation is OpenWhisk's developer error "The
-//! action exhausted its memory and was aborted." The limit covers the runtime's own baseline, as
+//! The enforcement is a watchdog: while an activation runs (or the code initialises), the
+//! resident memory of its runtime process and everything under it
+//! (`whisk_stack::leftovers::tree_rss_bytes`, from `/proc`) is sampled every [`SAMPLE_EVERY`];
+//! above the limit the run is given up, the process tree killed and replaced (as after any
+//! crash), and the activation is OpenWhisk's developer error "The action exhausted its memory and
+//! was aborted." (an init fails with the same text). The limit covers the runtime's own baseline, as
 //! a container's does (measured idle: node 20 42 MB, python 3.11 14 MB resident).
 //! It is an approximation of a cgroup: memory allocated faster than one sample interval can
 //! overshoot the limit briefly, and a process that left the tree (double fork) is not counted —
-//! it dies with the container (`leftovers::kill_user`). Virtual-memory rlimits are not used:
+//! it dies with the container (`leftovers::kill_user`). With `limits.concurrency > 1` each
+//! runtime process of the pool is held to the limit on its own. Virtual-memory rlimits are not used:
 //! node reserves far more address space than it uses.
 
 use std::time::Duration;
