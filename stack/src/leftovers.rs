@@ -279,13 +279,18 @@ pub fn sweep() -> Swept {
             continue;
         }
         let uid = std::fs::metadata(format!("/proc/{pid}")).map_or(0, |m| m.uid());
-        if root && uid >= ISOLATED_UID_BASE {
+        if !root {
+            // Actions run as our user: the process is an action's (or ours to stop anyway).
+            sigkill(pid);
+        } else if uid >= ISOLATED_UID_BASE {
             if !users.contains(&uid) {
                 users.push(uid);
                 kill_user(uid);
             }
         } else {
-            sigkill(pid);
+            // As root, actions run as users of their own: anything else (someone's shell in
+            // that directory) is not an action's.
+            continue;
         }
         processes += 1;
     }
