@@ -74,6 +74,10 @@ fn children_of(pid: u32) -> Option<Vec<u32>> {
 /// kernel's children lists (cheap: a read per thread of the tree), else by a scan of every
 /// process's parent.
 pub fn descendants(root: u32) -> Vec<u32> {
+    // Pid 0 would name every process's "parent" (init and the kernel's threads).
+    if root == 0 || !Path::new(&format!("/proc/{root}")).exists() {
+        return Vec::new();
+    }
     if Path::new(&format!("/proc/{root}/task/{root}/children")).exists() {
         let mut out: Vec<u32> = Vec::new();
         let mut next = vec![root];
@@ -148,7 +152,9 @@ pub fn tree_rss_bytes(root: u32, uid: Option<u32>) -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let mut pids = descendants(root);
-    pids.push(root);
+    if root != 0 {
+        pids.push(root);
+    }
     if let Some(uid) = uid.filter(|u| *u != 0) {
         for pid in all_pids() {
             let owned = std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid);
@@ -326,6 +332,11 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(tree_rss_bytes(root, None) > 0);
+        assert_eq!(
+            descendants(0),
+            Vec::<u32>::new(),
+            "pid 0 is nobody's parent here"
+        );
         let mut under = descendants(root);
         let mut scanned = descendants_by_scan(root);
         under.sort_unstable();

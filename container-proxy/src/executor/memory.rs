@@ -21,9 +21,10 @@ use std::time::Duration;
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 /// Resolves, with what was measured, once the process tree under `pid` holds more than
-/// `limit_bytes` resident. Never resolves for a limit of 0 (no limit).
+/// `limit_bytes` resident. Never resolves for a limit of 0 (no limit) or a pid of 0 (a process
+/// already reaped: nothing to watch).
 pub async fn exceeded(pid: u32, limit_bytes: u64) -> u64 {
-    if limit_bytes == 0 {
+    if limit_bytes == 0 || pid == 0 {
         return std::future::pending().await;
     }
     loop {
