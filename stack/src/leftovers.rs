@@ -212,7 +212,11 @@ fn owner_of(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("whisk-")?;
     TEMP_KINDS.iter().find_map(|kind| {
         let rest = rest.strip_prefix(kind)?.strip_prefix('-')?;
-        rest.split('-').next()?.parse().ok()
+        // `<pid>-<random>`: a name without the pid (an older proxy's) has no second dash.
+        let (pid, random) = rest.split_once('-')?;
+        (!random.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| pid.parse().ok())
+            .flatten()
     })
 }
 
@@ -315,6 +319,12 @@ mod tests {
         assert_eq!(owner_of("whisk-launchers-42-abc"), Some(42));
         assert_eq!(owner_of("whisk-action-7-x-y"), Some(7));
         assert_eq!(owner_of("whisk-launchers-abc"), None);
+        assert_eq!(
+            owner_of("whisk-launchers-123456"),
+            None,
+            "an older name, all digits"
+        );
+        assert_eq!(owner_of("whisk-action-+12-x"), None);
         assert_eq!(owner_of("whisk-spool-42-abc"), None);
         assert_eq!(owner_of("other-42-abc"), None);
     }
