@@ -1,5 +1,7 @@
 //! `whisk-container-proxy`: binds, prints `WHISK_PROXY_LISTENING <ip:port>` on stdout (Contract 3),
-//! serves until SIGTERM/SIGINT, then stops its launcher processes. Logs go to stderr (JSON lines
+//! serves until SIGTERM/SIGINT, then stops its launcher processes and every process of the
+//! action's own user (what left the tree), and removes its temporary directories; at start it
+//! removes those of dead proxies (`whisk_stack::leftovers`). Logs go to stderr (JSON lines
 //! with `--log-json`); spans go to an OTLP collector with `--otlp-endpoint`.
 
 use std::io::Write;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use whisk_container_proxy::config::Config;
+use whisk_container_proxy::executor::user::{ActionUidFlag, ActionUser};
 use whisk_container_proxy::proxy::Proxy;
 use whisk_container_proxy::server;
 
@@ -92,6 +95,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.telemetry.otlp(),
     )
     .context("setting up logs and traces")?;
+    // What proxies killed before they could clean up left: processes, temporary directories.
+    let swept = whisk_stack::leftovers::sweep();
+    for dir in &swept.dirs {
+        tracing::info!(dir = %dir.display(), "removed a dead proxy's temporary directory");
+    }
+    if swept.processes > 0 {
+        tracing::info!(
+            processes = swept.processes,
+            "killed processes a dead proxy's actions left"
+        );
+    }
     let proxy = Proxy::start(&config, |k| std::env::var(k).ok())
         .await
         .context("starting the proxy")?;
@@ -116,6 +130,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in time");
     }
     proxy.shutdown().await;
+    // Whatever the action left running (a detached, double-forked child) cannot leave its user:
+    // when actions run as a user of their own, every process of that user dies with the proxy.
+    // Only a user of its own (`auto`): a uid given with `--action-uid` may be shared.
+    if config.action_uid == ActionUidFlag::Auto
+        && let Some(uid) = ActionUser::choose(config.action_uid).uid()
+    {
+        whisk_stack::leftovers::kill_user(uid);
+    }
     // Export the last spans before exiting.
     drop(telemetry);
     Ok(())

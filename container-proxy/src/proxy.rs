@@ -210,6 +210,7 @@ impl Proxy {
             concurrency: action.limits.concurrency,
             timeout: Duration::from_millis(action.limits.timeout),
             log_limit: action.limits.log_bytes(),
+            memory_bytes: action.limits.memory.saturating_mul(1024 * 1024),
         };
         let started = Instant::now();
         let start = SystemTime::now();

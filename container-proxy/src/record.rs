@@ -14,6 +14,9 @@ use crate::action::ActionSpec;
 pub const ABNORMAL_RUN: &str =
     "The action did not produce a valid response and exited unexpectedly.";
 
+/// OpenWhisk's text for an action killed for holding more memory than its limit.
+pub const MEMORY_EXHAUSTED: &str = "The action exhausted its memory and was aborted.";
+
 /// What the runtime produced for one `/run`, before classification.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunResponse {
@@ -30,6 +33,8 @@ pub enum RunResponse {
     TimedOut { limit_ms: u64 },
     /// The runtime process died or the connection failed.
     Exited,
+    /// The action's processes held more memory than its limit and were killed.
+    MemoryExhausted,
     /// The action's code failed to initialise (developer error with this text).
     InitFailed(String),
     /// The proxy or runtime failed on its side (e.g. `/run` before init): whisk internal error.
@@ -150,6 +155,9 @@ pub fn classify(response: &RunResponse) -> Classified {
         ),
         RunResponse::Exited => {
             Classified::error(ActivationStatus::DeveloperError, ABNORMAL_RUN, None)
+        }
+        RunResponse::MemoryExhausted => {
+            Classified::error(ActivationStatus::DeveloperError, MEMORY_EXHAUSTED, None)
         }
         RunResponse::InitFailed(msg) => {
             Classified::error(ActivationStatus::DeveloperError, msg.clone(), None)

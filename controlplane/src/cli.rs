@@ -170,6 +170,10 @@ pub struct ControlPlaneArgs {
     /// Activation records kept per namespace.
     #[arg(long, default_value_t = 10000)]
     pub activations_per_namespace: usize,
+    /// The store's in-memory page cache, in MiB: bounds the control plane's memory for the store
+    /// whatever the number of activations.
+    #[arg(long, env = "WHISK_STORE_CACHE_MB", default_value_t = 16)]
+    pub store_cache_mb: usize,
     /// Highest limits.concurrency an action may set.
     #[arg(long, default_value_t = 1)]
     pub max_action_concurrency: u32,
@@ -205,6 +209,7 @@ impl ControlPlaneArgs {
         c.max_memory_mb = self.max_memory_mb;
         c.max_concurrent_starts = self.max_concurrent_starts;
         c.activations_per_namespace = self.activations_per_namespace;
+        c.store_cache_bytes = self.store_cache_mb.saturating_mul(1024 * 1024);
         c.max_action_concurrency = self.max_action_concurrency;
         c.default_limits = self.limits.to_limits();
         c.proxy_args = self.telemetry.to_args();

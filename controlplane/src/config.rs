@@ -50,6 +50,9 @@ pub struct Config {
     pub start_timeout: Duration,
     /// Activation records kept per namespace.
     pub activations_per_namespace: usize,
+    /// Bytes of the store's in-memory page cache (the store's memory is bounded by it, however
+    /// many activations are recorded).
+    pub store_cache_bytes: usize,
     /// How many deltas a router may lag before it gets a fresh snapshot.
     pub push_buffer: usize,
     /// Highest `limits.concurrency` an action may ask for (OpenWhisk's default is 1).
@@ -129,6 +132,7 @@ impl Config {
             evict_min_idle: Duration::from_secs(1),
             start_timeout: Duration::from_secs(30),
             activations_per_namespace: 10_000,
+            store_cache_bytes: crate::store::redb::DEFAULT_CACHE_BYTES,
             push_buffer: 1024,
             max_action_concurrency: 1,
             seed_guest: true,

@@ -201,7 +201,10 @@ pub async fn start_with_backend(
     config: Config,
     backend: Arc<dyn Backend>,
 ) -> Result<ControlPlaneHandle, StartError> {
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir)?);
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(
+        &config.data_dir,
+        config.store_cache_bytes,
+    )?);
     restrict_to_owner(&config.data_dir);
     let token_file = config.resolved_admin_token_file();
     let admin_token: Arc<str> = match admin::load_or_create_token(&token_file) {

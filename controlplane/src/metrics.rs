@@ -67,6 +67,8 @@ pub struct StateSnapshot {
     pub push_revision: u64,
     /// Activation records stored, when the store could count them.
     pub activations_stored: Option<u64>,
+    /// Bytes the store holds in memory (its bounded page cache).
+    pub store_cache_bytes: u64,
 }
 
 fn gauge_value(n: u64) -> i64 {
@@ -103,6 +105,7 @@ struct StateGauges {
     push_backlog: Gauge,
     push_revision: Gauge,
     activations_stored: Gauge,
+    store_cache_bytes: Gauge,
 }
 
 impl ControlPlaneMetrics {
@@ -158,6 +161,10 @@ impl ControlPlaneMetrics {
             activations_stored: m.gauge(
                 "whisk_controlplane_activations_stored",
                 "Activation records in the store, over all namespaces.",
+            ),
+            store_cache_bytes: m.gauge(
+                "whisk_controlplane_store_cache_bytes",
+                "Bytes the store holds in memory (its page cache, bounded by --store-cache-mb).",
             ),
             },
             registry: m,
@@ -229,5 +236,6 @@ impl StateGauges {
         if let Some(n) = s.activations_stored {
             self.activations_stored.set(gauge_value(n));
         }
+        self.store_cache_bytes.set(gauge_value(s.store_cache_bytes));
     }
 }

@@ -740,6 +740,7 @@ impl Plane {
             subscribers: self.hub.subscriber_count() as u64,
             push_backlog: self.hub.backlog() as u64,
             push_revision: self.hub.revision(),
+            store_cache_bytes: self.store.cache_bytes(),
             ..Default::default()
         };
         for c in self.pool().all() {

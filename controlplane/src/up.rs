@@ -73,6 +73,10 @@ pub struct UpArgs {
     /// Maximum number of containers.
     #[arg(long, default_value_t = 64)]
     pub max_containers: usize,
+    /// The store's in-memory page cache, in MiB (bounds the control plane's memory for the
+    /// store whatever the number of activations).
+    #[arg(long, env = "WHISK_STORE_CACHE_MB", default_value_t = 16)]
+    pub store_cache_mb: usize,
     /// Where containers run: local processes (the default) or pods in a Kubernetes cluster.
     #[command(flatten)]
     pub backend: crate::cli::BackendArgs,
@@ -173,6 +177,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     config.sweep_grace = Duration::from_secs(args.sweep_grace_secs);
     config.gc_interval = Duration::from_secs(args.gc_interval_secs);
     config.max_containers = args.max_containers;
+    config.store_cache_bytes = args.store_cache_mb.saturating_mul(1024 * 1024);
     config.api_host = format!("http://{listen}");
     config.proxy_args = args.telemetry.to_args();
     config.default_limits = args.limits.to_limits();

@@ -497,3 +497,88 @@ async fn each_local_proxy_spools_under_the_data_dir() {
     assert_eq!(mode, 0o700, "the spool directory is owner-only");
     cp.shutdown().await;
 }
+
+/// Starts a `sleep 1000` detached from the action (its own session) and one that left the tree
+/// (its parent shell exited: a double fork); answers both pids.
+const DETACHING: &str = r#"
+const { spawn, execSync } = require('child_process');
+function main() {
+  const detached = spawn('sleep', ['1000'], { detached: true, stdio: 'ignore' });
+  detached.unref();
+  const orphan = parseInt(execSync('setsid sleep 1000 >/dev/null 2>&1 & echo $!').toString());
+  return { detached: detached.pid, orphan };
+}"#;
+
+/// The temporary directories (launchers, code) a proxy with pid `pid` made.
+fn temp_dirs_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let mark = format!("-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.starts_with("whisk-") && name.contains(&mark)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_proxys_detached_children_and_temp_dirs_are_removed() {
+    let bin = proxy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.proxy_bin = Some(bin.clone());
+    let backend = Arc::new(LocalBackend::new(
+        bin,
+        dir.path().join("logs"),
+        config.api_host.clone(),
+        Duration::from_secs(30),
+    ));
+    let cp = whisk_controlplane::start_with_backend(config, backend.clone())
+        .await
+        .unwrap();
+    let guest = Api::new(&cp, Some("guest"));
+    let (s, created) = guest
+        .put(
+            "/api/v1/namespaces/_/actions/detach",
+            nodejs_action(DETACHING),
+        )
+        .await;
+    assert_eq!(s, 200, "{created}");
+    let revision = cp.plane().hub.action("guest/detach").unwrap().revision;
+    let ep = whisk_controlplane::coldstart::cold_start(cp.plane(), "guest/detach", "", None)
+        .await
+        .unwrap();
+    let endpoint = pb::Endpoint {
+        container_id: ep.container_id.clone(),
+        address: ep.address.clone(),
+        container_token: ep.token.expose().to_string(),
+        ..Default::default()
+    };
+    let (status, result) = invoke(&endpoint, "guest/detach", revision, "{}").await;
+    assert_eq!(status, 200, "{result}");
+    let pid = |k: &str| result[k].as_u64().unwrap() as u32;
+    let (detached, orphan) = (pid("detached"), pid("orphan"));
+    assert!(alive(detached) && alive(orphan));
+    let proxy = backend.pid_of(&ep.container_id).expect("the proxy's pid");
+    assert_eq!(temp_dirs_of(proxy).len(), 2, "launchers and code");
+
+    // SAFETY: SIGKILL to a child process this test's control plane started.
+    unsafe {
+        libc::kill(proxy as libc::pid_t, libc::SIGKILL);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = (alive(detached), alive(orphan), temp_dirs_of(proxy));
+        if !left.0 && !left.1 && left.2.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left after the proxy was killed (detached, double-forked, dirs): {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cp.shutdown().await;
+}

@@ -222,6 +222,9 @@ async fn binary_metrics_health_and_cold_start_trace() {
     assert!(at("whisk_controlplane_push_lag_deltas") >= 0.0);
     assert_eq!(at("whisk_controlplane_push_resyncs_total"), 0.0);
     assert_eq!(at("whisk_controlplane_gc_marks_total"), 0.0);
+    // The store's page cache holds what was written, within its default bound (16 MiB).
+    let cache = at("whisk_controlplane_store_cache_bytes");
+    assert!(cache > 0.0 && cache <= 16.0 * 1024.0 * 1024.0, "{cache}");
 
     // The start is a `cold_start` span under the gRPC server span, in the router's trace.
     let found = otlp

@@ -3,11 +3,15 @@
 //!
 //! One activation per process at a time; for `limits.concurrency > 1` a small pool grows on
 //! demand up to the limit. A process that dies, hangs past the time limit or breaks the protocol
-//! is killed (its whole process group) and replaced in the background; if a replacement cannot be
+//! is killed (its whole process tree: the group, and descendants that left it with `setsid`) and
+//! replaced in the background; so is one whose tree holds more memory than the action's limit
+//! (`memory.rs`: "The action exhausted its memory and was aborted."); if a replacement cannot be
 //! started the container is reported unusable. Processes are started with `kill_on_drop`, in
 //! their own process group, and with `PR_SET_PDEATHSIG = SIGKILL` so they die with the proxy.
 //! (The death signal fires when the *thread* that forked exits: processes are only spawned from
-//! tokio worker threads, which live as long as the proxy.)
+//! tokio worker threads, which live as long as the proxy.) The code directory and the launchers'
+//! directory are named after the proxy's pid and removed at shutdown; a killed proxy's are swept
+//! by the next one and by the control plane (`whisk_stack::leftovers`).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -27,7 +31,7 @@ use super::{Executor, InitError, InitPayload, RunOutcome, RunRequest};
 use crate::code;
 use crate::launchers::{Family, LauncherFiles};
 use crate::logs::{LogSink, Stream, pump};
-use crate::record::{ABNORMAL_RUN, RunResponse, init_timeout_message};
+use crate::record::{ABNORMAL_RUN, MEMORY_EXHAUSTED, RunResponse, init_timeout_message};
 use crate::report::Reporter;
 
 /// How long to wait for the sentinel after a launcher's reply.
@@ -65,11 +69,9 @@ struct Process {
 impl Process {
     fn kill(&mut self) {
         if let Some(pid) = self.child.id() {
-            // The process leads its own group: take every descendant with it.
-            // SAFETY: plain syscall on a pid we own; failure only means it is already gone.
-            unsafe {
-                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-            }
+            // The process leads its own group; descendants that left it (`setsid`, detached
+            // children) are found by parent pid while it still lives.
+            whisk_stack::leftovers::kill_tree(pid);
         }
         let _ = self.child.start_kill();
     }
@@ -192,6 +194,8 @@ struct Prepared {
     timeout: Duration,
     /// Bytes of init output kept for a failed init's record.
     log_limit: usize,
+    /// The action's memory limit (0 = none).
+    memory_bytes: u64,
     _code_dir: tempfile::TempDir,
 }
 
@@ -363,11 +367,17 @@ impl Inner {
     async fn send_init(
         process: &mut Process,
         line: &str,
-        timeout: Duration,
-        log_limit: usize,
+        prepared: &Prepared,
     ) -> Result<(), InitError> {
-        process.sink.begin(log_limit);
-        let message = Self::init_reply(process, line, timeout).await?;
+        process.sink.begin(prepared.log_limit);
+        let pid = process.child.id().unwrap_or_default();
+        let message = tokio::select! {
+            message = Self::init_reply(process, line, prepared.timeout) => message?,
+            held = super::memory::exceeded(pid, prepared.memory_bytes) => {
+                tracing::warn!(held, limit = prepared.memory_bytes, "the action exhausted its memory during init");
+                Some(MEMORY_EXHAUSTED.to_string())
+            }
+        };
         let Some(message) = message else {
             process.init_output = true;
             return Ok(());
@@ -421,7 +431,7 @@ impl Inner {
             )
             .map_err(|e| InitError::Internal(e.to_string()))?;
         if let Some(line) = &prepared.init_line {
-            Self::send_init(&mut process, line, prepared.timeout, prepared.log_limit).await?;
+            Self::send_init(&mut process, line, prepared).await?;
         }
         Ok(process)
     }
@@ -471,7 +481,7 @@ impl Inner {
         let family = Family::of_kind(&payload.kind)
             .ok_or_else(|| InitError::Internal(format!("unsupported kind '{}'", payload.kind)))?;
         let code_dir = tempfile::Builder::new()
-            .prefix("whisk-action-")
+            .prefix(&whisk_stack::leftovers::temp_prefix("action"))
             .tempdir()
             .map_err(|e| InitError::Internal(e.to_string()))?;
         let failed = |e: code::CodeError| {
@@ -527,6 +537,7 @@ impl Inner {
             workdir: code_dir.path().to_path_buf(),
             timeout: payload.timeout,
             log_limit: payload.log_limit,
+            memory_bytes: payload.memory_bytes,
             _code_dir: code_dir,
         });
         let stem = {
@@ -539,7 +550,7 @@ impl Inner {
         let process = match stem {
             Some(mut p) => {
                 if let Some(line) = &prepared.init_line {
-                    Self::send_init(&mut p, line, prepared.timeout, prepared.log_limit).await?;
+                    Self::send_init(&mut p, line, &prepared).await?;
                 }
                 p
             }
@@ -562,13 +573,14 @@ impl Inner {
                 };
             }
         };
-        let native = self
+        let (native, memory_bytes) = self
             .pool
             .lock()
             .await
             .prepared
             .as_ref()
-            .is_some_and(|p| p.family == Family::Native);
+            .map_or((false, 0), |p| (p.family == Family::Native, p.memory_bytes));
+        let pid = process.child.id().unwrap_or_default();
         if std::mem::take(&mut process.init_output) {
             process.sink.resume();
         } else {
@@ -589,7 +601,20 @@ impl Inner {
             process.stdin.flush().await?;
             read_reply(&mut process.replies, keep).await
         };
-        let outcome = tokio::time::timeout(request.timeout, io).await;
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(request.timeout, io) => outcome,
+            held = super::memory::exceeded(pid, memory_bytes) => {
+                tracing::warn!(held, limit = memory_bytes, "the action exhausted its memory");
+                process.kill();
+                let logs = process.sink.finish(DEAD_LOG_GRACE).await;
+                drop(process);
+                self.replace();
+                return RunOutcome {
+                    response: RunResponse::MemoryExhausted,
+                    logs,
+                };
+            }
+        };
         match outcome {
             Ok(Ok(Some(reply))) => {
                 let response = run_response(&reply, request.max_result);
@@ -632,6 +657,11 @@ impl Inner {
         pool.shut_down = true;
         pool.stem = None;
         pool.idle.clear();
+        // The directories go now, whoever still holds the executor.
+        if let Some(prepared) = pool.prepared.take() {
+            let _ = std::fs::remove_dir_all(&prepared.workdir);
+        }
+        self.files.remove();
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod local;
+pub mod memory;
 pub mod user;
 
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub struct InitPayload {
     pub concurrency: u32,
     /// Init time limit.
     pub timeout: Duration,
+    /// The action's memory limit (`limits.memory`), in bytes: the local executor kills a run
+    /// whose processes hold more (`executor/memory.rs`).
+    pub memory_bytes: u64,
     /// At most this many bytes of the output printed during init are kept (the action's log
     /// limit), for the record of a failed init.
     pub log_limit: usize,

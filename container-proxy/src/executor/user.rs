@@ -14,7 +14,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// First uid of the isolated range (above any system or login user).
-pub const ISOLATED_BASE: u32 = 100_000;
+pub const ISOLATED_BASE: u32 = whisk_stack::leftovers::ISOLATED_UID_BASE;
 
 /// The `--action-uid` flag: `auto` (a uid of the container's own when root, else unchanged),
 /// `same` (never switch), or a number.

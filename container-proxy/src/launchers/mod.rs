@@ -1,5 +1,7 @@
 //! The launchers shipped inside the proxy binary (`include_str!`) and written to a temporary
-//! directory at start-up, plus how to start one for a kind.
+//! directory at start-up, plus how to start one for a kind. The directory's name carries the
+//! proxy's pid (`whisk-launchers-<pid>-…`), so what a killed proxy left is swept by the next one
+//! (`whisk_stack::leftovers`).
 //!
 //! # Launcher protocol (ActionLoop-like)
 //!
@@ -72,11 +74,16 @@ impl LauncherFiles {
     /// Writes every launcher to a fresh temporary directory.
     pub fn write() -> std::io::Result<Self> {
         let dir = tempfile::Builder::new()
-            .prefix("whisk-launchers-")
+            .prefix(&whisk_stack::leftovers::temp_prefix("launchers"))
             .tempdir()?;
         std::fs::write(dir.path().join("nodejs.js"), NODEJS)?;
         std::fs::write(dir.path().join("python.py"), PYTHON)?;
         Ok(LauncherFiles { dir })
+    }
+
+    /// Removes the directory now (a proxy that stops may never drop it).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(self.dir.path());
     }
 
     /// The directory holding the launchers.

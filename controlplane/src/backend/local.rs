@@ -2,6 +2,13 @@
 //! with the control plane (`kill_on_drop`, `PR_SET_PDEATHSIG`, and an explicit kill on shutdown);
 //! their output after the `WHISK_PROXY_LISTENING` line goes to `logs/<container-id>.log`; a child
 //! that exits on its own is reported as [`BackendEvent::Exited`].
+//!
+//! A proxy cleans up after its actions when it stops, but not when it is killed: after every
+//! proxy exit, however it ended, the backend kills what that container's actions left running
+//! (every process of the container's own action user, when running as root — a detached,
+//! double-forked child cannot leave its uid) and removes the proxy's temporary directories
+//! (`whisk_stack::leftovers`). When it is created it sweeps what a previous control plane's
+//! killed proxies left.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
+use whisk_stack::leftovers;
 use whisk_vocab::token::CONTAINER_TOKEN_ENV;
 
 use super::{Backend, BackendEvent, StartError, Unit, UnitSpec};
@@ -68,6 +76,14 @@ impl LocalBackend {
         start_timeout: Duration,
     ) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let swept = leftovers::sweep();
+        if swept.processes > 0 || !swept.dirs.is_empty() {
+            tracing::info!(
+                processes = swept.processes,
+                dirs = swept.dirs.len(),
+                "removed what killed container proxies left"
+            );
+        }
         Self {
             proxy_bin,
             logs_dir,
@@ -265,6 +281,9 @@ impl LocalBackend {
                     }
                 }
             }
+            if let Some(pid) = pid {
+                let _ = tokio::task::spawn_blocking(move || clean_up_after(pid)).await;
+            }
         });
         if let Ok(mut r) = self.running.lock() {
             r.insert(
@@ -304,6 +323,21 @@ impl LocalBackend {
             r.done
         });
         futures::future::join_all(waits).await;
+    }
+}
+
+/// What the exited proxy `pid` may have left: its action user's processes, its temporary
+/// directories (and those of any other dead proxy).
+fn clean_up_after(pid: u32) {
+    leftovers::kill_user(leftovers::isolated_uid(pid));
+    let swept = leftovers::sweep();
+    if swept.processes > 0 || !swept.dirs.is_empty() {
+        tracing::info!(
+            proxy_pid = pid,
+            processes = swept.processes,
+            dirs = swept.dirs.len(),
+            "removed what an exited container proxy left"
+        );
     }
 }
 

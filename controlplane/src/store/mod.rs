@@ -76,6 +76,9 @@ pub trait Store: Send + Sync + 'static {
     /// Activation records stored, over every namespace.
     fn activation_count(&self) -> Result<u64, StoreError>;
 
+    /// Bytes the store holds in memory (its page cache); bounded whatever the number of records.
+    fn cache_bytes(&self) -> u64;
+
     /// Release the underlying files so the same data directory can be opened again.
     fn close(&self);
 }

@@ -2,11 +2,19 @@
 //! under string keys; activations are keyed by namespace + start time so retention and
 //! newest-first listing are range scans. Identities hold only a digest of their key; a store
 //! written before that (clear `key` fields) is migrated when it is opened.
+//!
+//! **Bounded memory.** redb keeps the pages it reads and writes in an in-process cache whose
+//! default bound is 1 GiB, which a control plane storing one record per activation fills page by
+//! page: its resident memory grew with every activation until that bound (about 1.6 KB each),
+//! although retention keeps the file itself bounded. The cache is sized explicitly
+//! ([`DEFAULT_CACHE_BYTES`], `whisk controlplane --store-cache-mb`) and reported
+//! ([`Store::cache_bytes`], `whisk_controlplane_store_cache_bytes`); the operating system's page
+//! cache still serves reads that miss it.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -28,6 +36,10 @@ const ACTIVATION_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("acti
 
 const REVISION_KEY: &str = "revision";
 
+/// The store's page cache when none is configured: enough for every table but the activations,
+/// and the newest pages of those.
+pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 fn be<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -38,10 +50,18 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Open (or create) `dir/controlplane.redb`.
+    /// Open (or create) `dir/controlplane.redb` with the default page cache.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Open (or create) `dir/controlplane.redb`, its page cache bounded by `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(be)?;
-        let db = Database::create(dir.join("controlplane.redb")).map_err(be)?;
+        let db = Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("controlplane.redb"))
+            .map_err(be)?;
         let txn = db.begin_write().map_err(be)?;
         {
             txn.open_table(NAMESPACES).map_err(be)?;
@@ -383,6 +403,12 @@ impl Store for RedbStore {
             out.push(record);
         }
         Ok(out)
+    }
+
+    fn cache_bytes(&self) -> u64 {
+        self.db()
+            .map(|db| db.cache_stats().used_bytes() as u64)
+            .unwrap_or(0)
     }
 
     fn close(&self) {
