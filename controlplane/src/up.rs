@@ -52,7 +52,8 @@ pub struct UpArgs {
     #[arg(long, value_enum, default_value_t = Flavour::Gateway)]
     pub flavour: Flavour,
     /// How many gateways (an Envoy and a router each) serve the API: the first on `--port`, the
-    /// others on free ports. They share one control plane and every namespace's limits.
+    /// others on the next ports (free ones with `--port 0`). They share one control plane and
+    /// every namespace's limits.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub gateways: u16,
     /// Envoy binary (default: $WHISK_ENVOY, ./.venv/bin/envoy, or envoy on the PATH).
@@ -214,10 +215,20 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     for index in 0..usize::from(args.gateways) {
         let listen = match index {
             0 => listen,
-            // Another free port on the same host.
-            _ => std::net::TcpListener::bind(SocketAddr::new(args.host, 0))
-                .and_then(|l| l.local_addr())
-                .map_err(|e| UpError::DataDir(data.clone(), e))?,
+            // The next consecutive port when it is free, else any free port on the same host.
+            _ => {
+                let next = listen
+                    .port()
+                    .checked_add(index as u16)
+                    .filter(|_| args.port != 0);
+                next.and_then(|p| std::net::TcpListener::bind(SocketAddr::new(args.host, p)).ok())
+                    .map_or_else(
+                        || std::net::TcpListener::bind(SocketAddr::new(args.host, 0)),
+                        Ok,
+                    )
+                    .and_then(|l| l.local_addr())
+                    .map_err(|e| UpError::DataDir(data.clone(), e))?
+            }
         };
         let uds = match args.flavour {
             Flavour::Gateway => None,
