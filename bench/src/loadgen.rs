@@ -48,6 +48,17 @@ pub enum LoadError {
 pub struct Target {
     pub addr: SocketAddr,
     pub request: Arc<Vec<u8>>,
+    /// Several servers taking the same request (gateways): each new connection goes to the next
+    /// of these, round robin (a server listed twice gets twice the connections). Empty: `addr`.
+    pub spread: Arc<Vec<SocketAddr>>,
+}
+
+impl Target {
+    /// The same request spread over `addrs` (see [`Target::spread`]).
+    pub fn spread_over(mut self, addrs: Vec<SocketAddr>) -> Self {
+        self.spread = Arc::new(addrs);
+        self
+    }
 }
 
 impl Target {
@@ -67,6 +78,7 @@ impl Target {
         Self {
             addr,
             request: Arc::new(req.into_bytes()),
+            spread: Arc::default(),
         }
     }
 }
@@ -78,6 +90,7 @@ impl Target {
         Self {
             addr,
             request: Arc::new(req.into_bytes()),
+            spread: Arc::default(),
         }
     }
 }
@@ -140,6 +153,20 @@ struct Shared {
     hard_deadline: Instant,
     next: AtomicU64,
     stop: AtomicBool,
+    /// Connections opened so far (picks the next server of a spread target).
+    opened: AtomicU64,
+}
+
+impl Shared {
+    /// Where the next connection goes.
+    fn next_addr(&self) -> SocketAddr {
+        let spread = &self.target.spread;
+        if spread.is_empty() {
+            return self.target.addr;
+        }
+        let n = self.opened.fetch_add(1, Ordering::Relaxed) as usize;
+        spread[n % spread.len()]
+    }
 }
 
 struct WorkerOut {
@@ -181,6 +208,7 @@ pub fn run(target: &Target, mode: Mode, duration: Duration) -> Result<StepResult
         hard_deadline: start + duration + grace,
         next: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        opened: AtomicU64::new(0),
     });
     let mut handles = Vec::with_capacity(threads);
     for n in 0..threads {
@@ -337,7 +365,7 @@ impl Conn {
 fn exchange(conn: &mut Option<Conn>, s: &Shared) -> std::io::Result<u16> {
     for attempt in 0..2 {
         if conn.is_none() {
-            *conn = Some(Conn::open(s.target.addr)?);
+            *conn = Some(Conn::open(s.next_addr())?);
         }
         let Some(c) = conn.as_mut() else {
             continue;

@@ -113,7 +113,7 @@ struct RunArgs {
     /// `whisk up --flavour` for d and e.
     #[arg(long, default_value = "gateway", value_parser = ["gateway", "sidecar"])]
     stack_flavour: String,
-    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j,k,l,w; l needs --baseline-router).
+    /// Only these scenarios (letters, comma-separated: a,b,c,d,e,f,g,h,i,j,k,l,m,w; l needs --baseline-router).
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
     /// Directory holding whisk-router, whisk and whisk-container-proxy [default: next to this
@@ -294,6 +294,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             note(&r);
             all.push(r);
         }
+    }
+    if opts.wants('m') {
+        let r = scenarios::gateways::run(&tools, &opts).await;
+        note(&r);
+        all.push(r);
     }
     if opts.wants('j') {
         let r = scenarios::scale::run(&tools, &opts).await;

@@ -74,7 +74,7 @@ fn smoke_run_writes_a_complete_report() {
 
     let scenarios = json["scenarios"].as_array().expect("scenarios");
     let ids: Vec<&str> = scenarios.iter().filter_map(|s| s["id"].as_str()).collect();
-    for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "w"] {
+    for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "m", "w"] {
         assert!(
             ids.contains(&id),
             "scenario {id} missing from {ids:?}\n{stderr}"
@@ -101,12 +101,16 @@ fn smoke_run_writes_a_complete_report() {
         );
     }
     // Every answer was a success, but where a scenario measures a refusal on purpose (f: the
-    // namespace's rate limit answers 429).
+    // namespace's rate limit answers 429; m's metered step: the limit shared by three gateways).
     let mut answers_checked = 0u64;
     for s in scenarios {
         let id = s["id"].as_str().unwrap_or("?");
-        let expected_refusal = if id == "f" { Some("429") } else { None };
         for st in s["steps"].as_array().into_iter().flatten() {
+            let metered = id == "m"
+                && st["label"]
+                    .as_str()
+                    .is_some_and(|l| l.starts_with("metered"));
+            let expected_refusal = (id == "f" || metered).then_some("429");
             for (status, count) in st["statuses"].as_object().into_iter().flatten() {
                 answers_checked += count.as_u64().unwrap_or(0);
                 let ok = status.starts_with('2') || Some(status.as_str()) == expected_refusal;
@@ -119,6 +123,18 @@ fn smoke_run_writes_a_complete_report() {
         }
     }
     assert!(answers_checked > 0, "no step reported its statuses");
+    // Three gateways never admit a namespace past its limit.
+    let m = scenarios
+        .iter()
+        .find(|s| s["id"] == "m")
+        .expect("scenario m");
+    let accuracy = m["extra"]["throttle_accuracy"]
+        .as_f64()
+        .expect("m measures the throttle");
+    assert!(
+        accuracy <= 1.0,
+        "three gateways admitted {accuracy} × the limit"
+    );
     // Every step's latency summary is present and consistent with its count.
     for st in scenarios
         .iter()

@@ -10,6 +10,7 @@
 //! * [`scale`] — j (the router loaded with large tables).
 
 pub mod edge;
+pub mod gateways;
 pub mod rig;
 pub mod scale;
 pub mod seqcache;

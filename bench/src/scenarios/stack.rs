@@ -28,14 +28,14 @@ const ACTION_CODE: &str = "function main(p){return {ok:true}}";
 const COLD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running `whisk up`.
-struct Up {
+pub(super) struct Up {
     child: Child,
-    api: SocketAddr,
+    pub(super) api: SocketAddr,
     /// The control plane's admin URL (`whisk admin --controlplane`).
     admin: String,
     /// The stack's data directory, where `whisk admin` finds the admin token.
-    data: std::path::PathBuf,
-    http: reqwest::Client,
+    pub(super) data: std::path::PathBuf,
+    pub(super) http: reqwest::Client,
 }
 
 impl Up {
@@ -43,11 +43,52 @@ impl Up {
         self.child.pid().unwrap_or(0)
     }
 
+    /// Every gateway's API address (`whisk up --gateways N`; just `api` for one).
+    pub(super) fn gateways(&self) -> Vec<SocketAddr> {
+        self.child
+            .address
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("gateways="))
+            .map(|list| {
+                list.split(',')
+                    .filter_map(|a| {
+                        a.strip_prefix("http://")?
+                            .trim_end_matches('/')
+                            .parse()
+                            .ok()
+                    })
+                    .collect()
+            })
+            .filter(|v: &Vec<SocketAddr>| !v.is_empty())
+            .unwrap_or_else(|| vec![self.api])
+    }
+
+    /// `whisk admin ...` against this stack; its stdout.
+    pub(super) async fn admin(
+        &self,
+        whisk: &std::path::Path,
+        args: &[&str],
+    ) -> Result<String, ScenarioError> {
+        let out = Command::new(whisk)
+            .args(["admin", "--controlplane", &self.admin, "--data-dir"])
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .await?;
+        if !out.status.success() {
+            return Err(ScenarioError::Unexpected(format!(
+                "whisk admin {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.api)
     }
 
-    async fn create_action(&self, name: &str) -> Result<(), ScenarioError> {
+    pub(super) async fn create_action(&self, name: &str) -> Result<(), ScenarioError> {
         self.create(name, serde_json::json!([])).await
     }
 
@@ -79,11 +120,11 @@ impl Up {
         Ok(())
     }
 
-    fn invoke_path(name: &str) -> String {
+    pub(super) fn invoke_path(name: &str) -> String {
         format!("/api/v1/namespaces/_/actions/{name}?blocking=true&result=true")
     }
 
-    async fn invoke(&self, name: &str) -> Result<u16, ScenarioError> {
+    pub(super) async fn invoke(&self, name: &str) -> Result<u16, ScenarioError> {
         let r = self
             .http
             .post(self.url(&Self::invoke_path(name)))
@@ -96,7 +137,7 @@ impl Up {
     }
 
     /// The stack's processes as components (by command name), the control plane included.
-    fn components(&self) -> Vec<Component> {
+    pub(super) fn components(&self) -> Vec<Component> {
         let mut by_name: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         by_name.insert("controlplane".into(), vec![self.pid()]);
         for (pid, comm) in procstat::descendants(self.pid()) {
@@ -190,16 +231,27 @@ impl Up {
         Ok(())
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.child.stop(Duration::from_secs(15)).await;
     }
 }
 
-async fn whisk_up(
+pub(super) async fn whisk_up(
     tools: &Tools,
     opts: &Options,
     name: &str,
     prewarm: &str,
+) -> Result<Up, ScenarioError> {
+    whisk_up_with(tools, opts, name, prewarm, &[]).await
+}
+
+/// [`whisk_up`] with more `whisk up` flags.
+pub(super) async fn whisk_up_with(
+    tools: &Tools,
+    opts: &Options,
+    name: &str,
+    prewarm: &str,
+    extra: &[&str],
 ) -> Result<Up, ScenarioError> {
     let dir = tools.work.join(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -211,6 +263,7 @@ async fn whisk_up(
         .arg(dir.join("data"))
         .arg("--envoy")
         .arg(&tools.envoy)
+        .args(extra)
         // Per-request logging is not part of what is measured.
         .env("RUST_LOG", "warn");
     let child = spawn_announcing(
