@@ -32,7 +32,7 @@ export async function startStack({ flavour = 'gateway', dataDir, keepData = fals
   return {
     ...ready,
     dataDir,
-    /** The `whisk up` process: the control plane and the supervisor. */
+    /** The `whisk up` process: the supervisor (the control plane is its child). */
     pid: child.pid,
     /** The control plane's HTTP address (management and admin API). */
     adminUrl: ready.admin,

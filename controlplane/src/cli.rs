@@ -61,6 +61,33 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
+    /// The same flags, to pass on to another `whisk` command.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--backend".to_owned(),
+            match self.backend {
+                BackendChoice::Local => "local",
+                BackendChoice::Kubernetes => "kubernetes",
+            }
+            .to_owned(),
+            "--kube-namespace".to_owned(),
+            self.kube_namespace.clone(),
+            "--kube-stack".to_owned(),
+            self.kube_stack.clone(),
+            "--runtime-image-prefix".to_owned(),
+            self.runtime_image_prefix.clone(),
+            "--runtime-image-tag".to_owned(),
+            self.runtime_image_tag.clone(),
+        ];
+        if let Some(image) = &self.proxy_image {
+            args.extend(["--proxy-image".to_owned(), image.clone()]);
+        }
+        for image in &self.runtime_images {
+            args.extend(["--runtime-image".to_owned(), image.clone()]);
+        }
+        args
+    }
+
     /// `Some` for `--backend kubernetes` (which needs `--proxy-image`).
     pub fn kube_settings(self) -> Result<Option<KubeSettings>, CliError> {
         if self.backend != BackendChoice::Kubernetes {
@@ -107,6 +134,18 @@ pub struct DefaultLimitArgs {
 }
 
 impl DefaultLimitArgs {
+    /// The same flags, to pass on to another `whisk` command.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--default-invocations-per-minute".into(),
+            self.default_invocations_per_minute.to_string(),
+            "--default-concurrent-invocations".into(),
+            self.default_concurrent_invocations.to_string(),
+            "--default-max-payload-bytes".into(),
+            self.default_max_payload_bytes.to_string(),
+        ]
+    }
+
     pub fn to_limits(&self) -> crate::config::SystemLimits {
         crate::config::SystemLimits {
             invocations_per_minute: self.default_invocations_per_minute,
@@ -122,6 +161,9 @@ pub struct ControlPlaneArgs {
     /// Data directory (store and container logs).
     #[arg(long, env = "WHISK_DATA_DIR", default_value = ".whisk")]
     pub data_dir: PathBuf,
+    /// Where container logs go (default: `<data-dir>/logs`).
+    #[arg(long)]
+    pub logs_dir: Option<PathBuf>,
     /// gRPC listen address (routers, container proxies).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub grpc_listen: SocketAddr,
@@ -195,6 +237,7 @@ impl ControlPlaneArgs {
     pub fn into_config(self) -> Result<Config, CliError> {
         let mut c = Config::new(self.data_dir);
         c.grpc_listen = self.grpc_listen;
+        c.logs_dir = self.logs_dir;
         c.grpc_advertise = self.grpc_advertise.filter(|u| !u.is_empty());
         c.admin_token_file = self.admin_token_file;
         c.router_token_file = self.router_token_file;

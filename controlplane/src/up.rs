@@ -1,14 +1,16 @@
 //! `whisk up`: the whole stack in one command, supervised by the product itself.
 //!
-//! The control plane runs in this process; the router and Envoy run as child processes that die
-//! with it (see `whisk_stack::child`). Start-up order follows the dependencies: control plane
-//! (store, guest key, stem cells), router (subscribes to it), Envoy (talks to both), and the stack
-//! is announced only when the API answers through Envoy and the router holds its tables. A child
-//! that dies is restarted on the same address; Ctrl-C or SIGTERM stops Envoy first (no new
-//! requests), then the router, then the control plane and every container it started.
+//! This process is only the supervisor: the control plane (`whisk controlplane`), and each
+//! gateway's router and Envoy (`--gateways N`), run as child processes that die with it (see
+//! `whisk_stack::child`). Start-up order follows the dependencies: control plane (store, guest
+//! key, stem cells), routers (subscribe to it), Envoys (talk to both), and the stack is announced
+//! only when the API answers through every Envoy and each router holds its tables. A child that
+//! dies is restarted on the same addresses, however often (with a backoff while it keeps dying);
+//! Ctrl-C or SIGTERM stops the Envoys first (no new requests), then the routers, then the control
+//! plane and every container it started.
 //!
 //! Data lives in `--data-dir` (default `.whisk/`): `store/` (actions, identities, activations),
-//! `logs/` (router, access log, `containers/`), `envoy/` (the rendered config, Envoy's log and its
+//! `logs/` (control plane, routers, access logs, `containers/`), `envoy/` (the rendered config, Envoy's log and its
 //! admin socket), `admin-token` and `router-token` (the secrets `whisk admin` and the routers
 //! present, owner-only). Starting again
 //! with the same directory reuses the data.
@@ -21,7 +23,7 @@ use clap::{Args, ValueEnum};
 use whisk_stack::child::{Child, spawn_announcing};
 use whisk_stack::envoy::{self, Envoy, EnvoySpec, RouterLink};
 
-use crate::config::{Config, parse_prewarm};
+use crate::config::parse_prewarm;
 
 /// The token Envoy presents to the router (`<data-dir>/router-ingress-token`).
 const INGRESS_TOKEN_FILE: &str = "router-ingress-token";
@@ -102,6 +104,8 @@ pub enum UpError {
     Config(String),
     #[error("control plane: {0}")]
     ControlPlane(#[from] crate::StartError),
+    #[error("control plane: {0}")]
+    ControlPlaneProcess(whisk_stack::child::ChildError),
     #[error("router: {0}")]
     Router(#[from] whisk_stack::child::ChildError),
     #[error("envoy: {0}")]
@@ -167,28 +171,28 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         None => envoy::find_envoy()?,
     };
 
-    let mut config = Config::new(data.join("store"));
-    config.logs_dir = Some(logs.join("containers"));
-    // Beside `admin-url`, where `whisk admin --data-dir` looks first.
-    config.admin_token_file = Some(data.join(crate::admin::TOKEN_FILE));
-    // The routers' credential for the gRPC port, handed to every router started below.
-    config.router_token_file = Some(data.join(crate::config::ROUTER_TOKEN_FILE));
-    config.prewarm = parse_prewarm(&args.prewarm).map_err(UpError::Config)?;
-    config.keep_alive = Duration::from_secs(args.keep_alive_secs);
-    config.sweep_grace = Duration::from_secs(args.sweep_grace_secs);
-    config.gc_interval = Duration::from_secs(args.gc_interval_secs);
-    config.max_containers = args.max_containers;
-    config.store_cache_bytes = args.store_cache_mb.saturating_mul(1024 * 1024);
-    config.api_host = format!("http://{listen}");
-    config.proxy_args = args.telemetry.to_args();
-    config.default_limits = args.limits.to_limits();
-    config.kubernetes = args
-        .backend
+    // Fail early on what the control plane would refuse.
+    parse_prewarm(&args.prewarm).map_err(UpError::Config)?;
+    args.backend
         .clone()
         .kube_settings()
         .map_err(|e| UpError::Config(e.to_string()))?;
-    let controlplane = crate::start(config).await?;
-    tracing::info!(grpc = %controlplane.grpc_addr(), http = %controlplane.http_addr(), "control plane up");
+    let free_port = || {
+        std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| UpError::DataDir(data.clone(), e))
+    };
+    let mut controlplane = ControlPlane {
+        grpc: free_port()?,
+        http: free_port()?,
+        log: logs.join("controlplane.log"),
+        args: Vec::new(),
+        child: None,
+        backoff: Backoff::default(),
+    };
+    controlplane.args = controlplane_args(&args, &data, &logs, &controlplane, listen);
+    controlplane.start().await?;
+    tracing::info!(grpc = %controlplane.grpc, http = %controlplane.http, "control plane up");
 
     let router_bin = sibling("whisk-router");
     let telemetry = args.telemetry.to_args();
@@ -198,10 +202,10 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     let ingress_token = crate::admin::load_or_create_token(&ingress_file)
         .map_err(|e| UpError::DataDir(ingress_file.clone(), e))?;
     let cp_token = RouterTokens {
-        controlplane: controlplane.router_token_file().to_path_buf(),
+        controlplane: data.join(crate::config::ROUTER_TOKEN_FILE),
         ingress: ingress_file,
     };
-    let cp_grpc = controlplane.grpc_url();
+    let cp_grpc = format!("http://{}", controlplane.grpc);
     let launch = Launch {
         router_bin: &router_bin,
         envoy_bin: &envoy_bin,
@@ -240,7 +244,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
         let spec = EnvoySpec {
             listen,
             router: router_link.clone(),
-            controlplane_api: controlplane.http_addr(),
+            controlplane_api: controlplane.http,
             access_log: match index {
                 0 => logs.join("envoy-access.log"),
                 i => logs.join(format!("envoy-access-{i}.log")),
@@ -269,7 +273,7 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     let apihost = gateways[0].envoy.url();
     let all: Vec<String> = gateways.iter().map(|g| g.envoy.url()).collect();
 
-    let admin_url = controlplane.http_url();
+    let admin_url = format!("http://{}", controlplane.http);
     let _ = std::fs::write(data.join("admin-url"), &admin_url);
     // A web action to try, as `whisk up` prints it.
     const WEB_EXAMPLE: &str = r#"{"exec":{"kind":"nodejs:default","code":"const main = (p) => ({ body: `<h1>hi ${p.name}</h1>` })"},"annotations":[{"key":"web-export","value":true}]}"#;
@@ -299,15 +303,99 @@ pub async fn run(args: UpArgs) -> Result<(), UpError> {
     println!("        then open {apihost}/api/v1/web/guest/default/hi?name=you (no credentials)");
     println!("  Ctrl-C stops everything.");
 
-    let outcome = supervise(&mut gateways, &launch).await;
+    let outcome = supervise(&mut controlplane, &mut gateways, &launch).await;
 
     tracing::info!("stopping");
     for g in gateways {
         stop_envoy(g.envoy).await;
         g.router.stop(Duration::from_secs(5)).await;
     }
-    controlplane.shutdown().await;
+    // The control plane stops every container it started.
+    if let Some(child) = controlplane.child.take() {
+        child.stop(Duration::from_secs(20)).await;
+    }
     outcome
+}
+
+/// The control plane: its own process (`whisk controlplane`), so its death is a restart on the
+/// same addresses — the routers resubscribe, Envoy's management route finds it again — not the
+/// end of the stack.
+struct ControlPlane {
+    grpc: SocketAddr,
+    http: SocketAddr,
+    log: PathBuf,
+    /// `whisk controlplane` arguments.
+    args: Vec<std::ffi::OsString>,
+    child: Option<Child>,
+    backoff: Backoff,
+}
+
+impl ControlPlane {
+    async fn start(&mut self) -> Result<(), UpError> {
+        let mut cmd = tokio::process::Command::new(whisk_binary());
+        cmd.arg("controlplane").args(&self.args);
+        let child = spawn_announcing(
+            cmd,
+            "WHISK_CONTROLPLANE_GRPC",
+            &self.log,
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(UpError::ControlPlaneProcess)?;
+        self.child = Some(child);
+        Ok(())
+    }
+}
+
+/// This program, to run `whisk controlplane`.
+fn whisk_binary() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| sibling("whisk"))
+}
+
+/// `whisk controlplane` flags for `whisk up`'s arguments.
+fn controlplane_args(
+    args: &UpArgs,
+    data: &Path,
+    logs: &Path,
+    cp: &ControlPlane,
+    listen: SocketAddr,
+) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    let mut flag = |name: &str, value: std::ffi::OsString| {
+        out.push(name.into());
+        out.push(value);
+    };
+    flag("--data-dir", data.join("store").into());
+    flag("--logs-dir", logs.join("containers").into());
+    flag("--grpc-listen", cp.grpc.to_string().into());
+    flag("--http-listen", cp.http.to_string().into());
+    // Beside `admin-url`, where `whisk admin --data-dir` looks first.
+    flag(
+        "--admin-token-file",
+        data.join(crate::admin::TOKEN_FILE).into(),
+    );
+    // The routers' credential for the gRPC port, handed to every router.
+    flag(
+        "--router-token-file",
+        data.join(crate::config::ROUTER_TOKEN_FILE).into(),
+    );
+    flag("--api-host", format!("http://{listen}").into());
+    flag("--prewarm", args.prewarm.clone().into());
+    flag("--keep-alive-secs", args.keep_alive_secs.to_string().into());
+    flag(
+        "--sweep-grace-secs",
+        args.sweep_grace_secs.to_string().into(),
+    );
+    flag(
+        "--gc-interval-secs",
+        args.gc_interval_secs.to_string().into(),
+    );
+    flag("--max-containers", args.max_containers.to_string().into());
+    flag("--store-cache-mb", args.store_cache_mb.to_string().into());
+    out.extend(args.limits.to_args().into_iter().map(Into::into));
+    out.extend(args.backend.to_args().into_iter().map(Into::into));
+    out.extend(args.telemetry.to_args().into_iter().map(Into::into));
+    out
 }
 
 /// How to start a gateway's router and Envoy (again).
@@ -357,7 +445,11 @@ enum Part {
 /// Restarts a part that died, on the address it had, for as long as the user has not asked the
 /// stack to stop: never a permanent give-up. Restarts of one part back off ([`Backoff`]) while it
 /// keeps dying, so a crash loop costs little; a restart that fails is retried the same way.
-async fn supervise(gateways: &mut [Gateway], l: &Launch<'_>) -> Result<(), UpError> {
+async fn supervise(
+    cp: &mut ControlPlane,
+    gateways: &mut [Gateway],
+    l: &Launch<'_>,
+) -> Result<(), UpError> {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -385,11 +477,38 @@ async fn supervise(gateways: &mut [Gateway], l: &Launch<'_>) -> Result<(), UpErr
                 [r, e]
             });
             let any = futures::future::select_all(waits);
+            let cp_exit = async {
+                match cp.child.as_mut() {
+                    Some(c) => {
+                        let _ = c.process.wait().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            // Signals first: a Ctrl-C reaches the whole process group, and the control plane
+            // stopping because of it is no reason to start it again.
             tokio::select! {
+                biased;
                 _ = tokio::signal::ctrl_c() => return Ok(()),
                 _ = term.recv() => return Ok(()),
-                ((index, part), _, _) = any => (index, part),
+                _ = cp_exit => None,
+                ((index, part), _, _) = any => Some((index, part)),
             }
+        };
+        let Some(exited) = exited else {
+            tracing::error!(log = %cp.log.display(), "the control plane exited; restarting it");
+            loop {
+                if cp.backoff.wait_or_stop(&mut term).await {
+                    return Ok(());
+                }
+                match cp.start().await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the control plane did not start; trying again")
+                    }
+                }
+            }
+            continue;
         };
         let (index, part) = exited;
         let Some(g) = gateways.iter_mut().find(|g| g.index == index) else {
