@@ -6,12 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::whisk_up;
+use common::{children, healed, whisk_up};
 
-const GUEST: (&str, &str) = (
-    whisk_controlplane::plane::GUEST_UUID,
-    whisk_controlplane::plane::GUEST_KEY,
-);
+use common::GUEST;
 const LIMIT: usize = 30;
 
 async fn invoke(http: &reqwest::Client, gateway: &str, who: (&str, &str)) -> u16 {
@@ -187,5 +184,41 @@ async fn a_namespace_limit_holds_across_gateways() {
         statuses.iter().all(|s| *s == 200 || *s == 429),
         "{statuses:?}"
     );
+
+    // Routers killed and restarted rejoin: they resubscribe, report, and serve their share.
+    let up_pid = up.pid().expect("whisk up's pid");
+    let routers = children(up_pid, "whisk-router");
+    assert_eq!(routers.len(), 3, "{routers:?}");
+    let (uuid, key) = user(dir.path(), "rejoin");
+    let rejoin = (uuid.as_str(), key.as_str());
+    create(&http, &gateways[2], rejoin).await;
+    for &pid in &routers {
+        // SAFETY: kill(2) on a pid just read from /proc; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    }
+    healed(up_pid, "whisk-router", routers[0], &gateways[2], &http).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while children(up_pid, "whisk-router")
+        .iter()
+        .filter(|p| !routers.contains(p))
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "not every router came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut admitted = 0;
+    while admitted < LIMIT - 2 {
+        assert!(
+            Instant::now() < deadline,
+            "only {admitted} of {LIMIT} admitted after the routers rejoined"
+        );
+        match invoke(&http, &gateways[2], rejoin).await {
+            200 => admitted += 1,
+            429 => tokio::time::sleep(Duration::from_millis(100)).await,
+            // Until this gateway's router serves again.
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
     up.stop(Duration::from_secs(15)).await;
 }

@@ -2,61 +2,13 @@
 //! stops the stack — the router, Envoy and the control plane alike. (It used to stop everything
 //! for good after six deaths in a minute, and the control plane's death was the stack's.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-use common::whisk_up;
+use common::{healed, whisk_up};
 
-const GUEST: (&str, &str) = (
-    whisk_controlplane::plane::GUEST_UUID,
-    whisk_controlplane::plane::GUEST_KEY,
-);
-
-/// Pids of the live children of `parent` whose command name is `comm`.
-fn children(parent: u32, comm: &str) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // `pid (comm) state ppid ...`; comm may hold spaces, so split at the last ')'.
-            let Some((head, tail)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let name = head.split_once('(').map(|(_, n)| n).unwrap_or_default();
-            let mut fields = tail.split_whitespace();
-            let state = fields.next().unwrap_or("Z");
-            let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-            name == comm && ppid == Some(parent) && state != "Z"
-        })
-        .collect()
-}
-
-/// Waits until `whisk up` has a `comm` child other than `old` and the API answers an
-/// authenticated call (through Envoy and the router's ext_authz); returns the new pid.
-async fn healed(up: u32, comm: &str, old: u32, apihost: &str, http: &reqwest::Client) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "{comm} was not restarted");
-        if let Some(&pid) = children(up, comm).iter().find(|&&p| p != old) {
-            let ok = http
-                .get(format!("{apihost}/api/v1/namespaces"))
-                .basic_auth(GUEST.0, Some(GUEST.1))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if ok {
-                return pid;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::GUEST;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_killed_again_and_again_are_restarted_every_time() {
