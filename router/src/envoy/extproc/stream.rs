@@ -30,7 +30,6 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::answers;
-use super::web::WebPending;
 use crate::domain::invocation::Invocation;
 use crate::domain::pipeline::{Admission, AwaitingBody, Router};
 use crate::metrics::RouterMetrics;
@@ -79,6 +78,16 @@ pub(super) enum Phase {
     Web(WebPending),
     /// Nothing more to do but let messages pass.
     Done,
+}
+
+/// A web request allowed to run, waiting for its body (handled in `web.rs`).
+pub(super) struct WebPending {
+    pub(super) ticket: Box<crate::domain::web::admit::WebTicket>,
+    pub(super) method: String,
+    /// The request's headers, lowercase, for `__ow_headers`.
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) transaction_id: String,
+    pub(super) body: Vec<u8>,
 }
 
 /// A body of unknown size (chunked): how much of it came so far, and the transaction id a 413

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{HttpHeaders, ProcessingRespo
 use whisk_vocab::{ActivationResponse, ActivationStatus};
 
 use super::answers;
-use super::stream::{InvokeStream, Phase};
+use super::stream::{InvokeStream, Phase, WebPending};
 use crate::config::{HOLD_GRACE, WEB_WAIT};
 use crate::domain::rejection::Rejection;
 use crate::domain::web::admit::{WebDecision, WebHead, WebTicket};
@@ -19,16 +19,6 @@ use crate::domain::web::cache;
 use crate::domain::web::result::{NOT_READY, WebResponse, respond};
 use crate::envoy::headers::get;
 use crate::upstream::web::{WebRun, run};
-
-/// A web request allowed to run, waiting for its body.
-pub(super) struct WebPending {
-    ticket: Box<WebTicket>,
-    method: String,
-    /// The request's headers, lowercase, for `__ow_headers`.
-    headers: Vec<(String, String)>,
-    transaction_id: String,
-    body: Vec<u8>,
-}
 
 impl WebPending {
     pub(super) fn ticket(&self) -> &WebTicket {
