@@ -19,7 +19,7 @@ use tokio::process::Command;
 use whisk_stack::child::{Child, spawn_announcing};
 
 use super::rig::{GUEST_KEY, GUEST_UUID, guest};
-use super::{Options, ScenarioError, ScenarioReport, Tools, measure, wait_for, warm_up};
+use super::{Options, ScenarioError, ScenarioReport, Step, Tools, measure, wait_for, warm_up};
 use crate::hist::median_us;
 use crate::loadgen::{Mode, Target};
 use crate::procstat::{self, Component};
@@ -411,26 +411,29 @@ async fn warm(up: &Up, opts: &Options, report: &mut ScenarioReport) -> Result<()
         )));
     }
     let target = Target::post_json(up.api, &Up::invoke_path(name), Some(&guest()), "{}");
-    warm_up(&target, opts.warmup()).await?;
-    let components = up.components();
     report.set_extra(
         "processes",
         serde_json::json!(
-            components
+            up.components()
                 .iter()
                 .map(|c| (c.name.clone(), c.pids.len()))
                 .collect::<BTreeMap<_, _>>()
         ),
     );
-    let step = measure(
-        &target,
+    report.steps.push(warm_step(up, &target, opts).await?);
+    Ok(())
+}
+
+/// Warms `target` up, then measures it at concurrency 1 with the stack's processes' costs.
+async fn warm_step(up: &Up, target: &Target, opts: &Options) -> Result<Step, ScenarioError> {
+    warm_up(target, opts.warmup()).await?;
+    measure(
+        target,
         Mode::Closed { concurrency: 1 },
         opts.step(),
-        &components,
+        &up.components(),
     )
-    .await?;
-    report.steps.push(step);
-    Ok(())
+    .await
 }
 
 /// Scenario w: the warm web action at concurrency 1.
@@ -456,16 +459,7 @@ async fn web(up: &Up, opts: &Options, report: &mut ScenarioReport) -> Result<(),
         )));
     }
     let target = Target::get(up.api, &path);
-    warm_up(&target, opts.warmup()).await?;
-    let components = up.components();
-    let step = measure(
-        &target,
-        Mode::Closed { concurrency: 1 },
-        opts.step(),
-        &components,
-    )
-    .await?;
-    report.steps.push(step);
+    report.steps.push(warm_step(up, &target, opts).await?);
     Ok(())
 }
 

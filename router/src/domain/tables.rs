@@ -193,12 +193,15 @@ impl Tables {
     /// This router's shares of the namespaces' limits, as the control plane answered its usage
     /// report; a namespace not listed has no share (an equal part of its limits applies).
     pub fn apply_shares(&self, shares: &[(String, Share)]) {
+        let by_name: std::collections::HashMap<&str, Share> =
+            shares.iter().map(|(ns, s)| (ns.as_str(), *s)).collect();
         for e in self.namespaces.iter() {
-            let share = shares
-                .iter()
-                .find(|(ns, _)| ns.as_str() == &**e.key())
-                .map(|(_, s)| *s);
-            e.value().set_share(share);
+            match by_name.get(&**e.key()) {
+                Some(s) => e.value().set_share(Some(*s)),
+                // Only a namespace that held a share changes: most hold none.
+                None if e.value().share().is_some() => e.value().set_share(None),
+                None => {}
+            }
         }
         for (ns, share) in shares {
             if !self.namespaces.contains_key(ns.as_str()) {
@@ -419,6 +422,27 @@ mod tests {
             (5, 9)
         );
         assert_eq!(t.namespace(&Arc::from("unknown")).limits(), changed);
+    }
+
+    #[test]
+    fn shares_are_set_for_listed_namespaces_and_cleared_for_the_rest() {
+        let t = Tables::default();
+        let share = Share {
+            invocations_per_minute: 5,
+            concurrent_invocations: 2,
+            until_ms: u64::MAX,
+        };
+        let alpha: Arc<str> = Arc::from("alpha");
+        t.namespace(&alpha);
+        t.apply_shares(&[("alpha".into(), share), ("beta".into(), share)]);
+        assert_eq!(t.namespace(&alpha).share(), Some(share));
+        assert_eq!(t.namespace(&Arc::from("beta")).share(), Some(share));
+        t.apply_shares(&[("beta".into(), share)]);
+        assert_eq!(
+            t.namespace(&alpha).share(),
+            None,
+            "alpha is idle everywhere now"
+        );
     }
 
     #[test]
